@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make test` and `make demo`. Both create .venv when missing.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export HF_HUB_OFFLINE=1
+export HF_DATASETS_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false
+export MPLBACKEND=Agg
+
+.PHONY: install test demo export clean-nbs lint
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# CPU path: torch's CPU wheel first (requirements-cpu.txt), then the package with its dev extra under the tested
+# version set. torchvision is never installed (see README: its only reachable wheels break `from trl import GRPOTrainer`).
+$(STAMP): $(BIN)/python pyproject.toml requirements-cpu.txt constraints-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-cpu.txt
+	$(BIN)/python -m pip install -q -c constraints-dev.txt -e ".[dev]"
+	@if $(BIN)/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then \
+	  echo "torchvision got installed as a dependency; removing it (breaks TRL on the CPU path)"; \
+	  $(BIN)/python -m pip uninstall -y -q torchvision; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	$(BIN)/vrft-aug demo
+
+export: $(STAMP)
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
