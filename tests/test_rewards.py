@@ -171,3 +171,15 @@ def test_weights_fit_grpo_config():
     funcs, weights = R.build_reward_funcs({"accuracy": 1.0, "format": 1.0, "iou": 1.0, "recitation": -0.5})
     cfg = GRPOConfig(output_dir="/tmp/vrft_rewards_cfg", reward_weights=weights, use_cpu=True, bf16=False, report_to=[])
     assert cfg.reward_weights == weights and len(funcs) == len(weights)
+
+@SETTINGS
+@given(st.text(max_size=60) | texts)
+def test_bleu_words_are_normalised_words(t):
+    assert R._words(t) == normalize_answer(t).split()
+
+@SETTINGS
+@given(texts)
+def test_answer_matches_core_when_there_is_one_answer_block(t):
+    a = R._answer(t)
+    if t.count("<answer>") == 1 and t.count("</answer>") == 1: assert a == parse_completion(t).answer
+    else: assert a is None
