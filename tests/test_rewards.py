@@ -166,10 +166,10 @@ def test_score_group_matches_trl(rows, scale, agg):
         assert [x if not math.isnan(x) else None for x in got.total] == \
                pytest.approx([x if not math.isnan(x) else None for x in rewards.tolist()], abs=1e-5)
 
-def test_weights_fit_grpo_config():
+def test_weights_fit_grpo_config(tmp_path):
     from trl import GRPOConfig
     funcs, weights = R.build_reward_funcs({"accuracy": 1.0, "format": 1.0, "iou": 1.0, "recitation": -0.5})
-    cfg = GRPOConfig(output_dir="/tmp/vrft_rewards_cfg", reward_weights=weights, use_cpu=True, bf16=False, report_to=[])
+    cfg = GRPOConfig(output_dir=str(tmp_path), reward_weights=weights, use_cpu=True, bf16=False, report_to=[])
     assert cfg.reward_weights == weights and len(funcs) == len(weights)
 
 @SETTINGS
