@@ -58,3 +58,12 @@ def test_invalid_config_fails_before_training(tmp_path):
     r = _train(tmp_path / "x", "--set", "stages.1.rewards.format=-1")
     assert r.returncode == 2 and "stages.1.rewards.format=-1" in r.stderr, r.stderr
     assert not (tmp_path / "x").exists(), "nothing may be written for an invalid config"
+
+@pytest.mark.parametrize("name", ["single_gpu", "ddp", "zero2", "zero3"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+    cfg = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+    assert cfg.mixed_precision == "bf16"
+    want = {"single_gpu": "NO", "ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}[name]
+    assert str(cfg.distributed_type).endswith(want), cfg.distributed_type
+    if name.startswith("zero"): assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
