@@ -25,9 +25,16 @@ $(STAMP): $(BIN)/python pyproject.toml requirements-cpu.txt constraints-dev.txt
 	  $(BIN)/python -m pip uninstall -y -q torchvision; fi
 	touch $(STAMP)
 
+# The browser test drives Debian's Chromium through Playwright (the browser is never downloaded by a test tool).
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "no apt-get: install Chromium yourself (tests/test_browser.py will fail until /usr/bin/chromium exists)"; fi
+
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)
