@@ -59,13 +59,21 @@ def test_lora_beta_and_imitation(tiny, tmp_path):
     assert not any(v.requires_grad for k, v in p.items() if "lora_" not in k)   # base weights frozen
     assert any(p[k].abs().sum() > 0 for k in lora if "lora_B" in k)           # adapters trained (B starts at 0)
 
-def test_gradient_accumulation_equals_one_big_step(tiny, tmp_path):
+def test_gradient_accumulation_equals_one_big_step(tiny, tmp_path, monkeypatch):
     # Same 8 completions (one generation batch), either one step of 8 or 2 accumulated micro-batches of 4: with the
     # dapo-style normalisation of both terms the update is the same. Plain SGD, so the update is lr x gradient.
-    kw = dict(max_steps=1, imitation_coef=0.5, beta=0.1, optim="sgd", learning_rate=0.1, max_grad_norm=0.0)
+    counts = []
+    orig = VRFTTrainer.imitation_logps
+    def spy(self, model, inputs):
+        counts.append(int(inputs["demo_completion_mask"].sum())); return orig(self, model, inputs)
+    monkeypatch.setattr(VRFTTrainer, "imitation_logps", spy)
+    kw = dict(max_steps=1, imitation_coef=0.5, beta=0.1, optim="sgd", learning_rate=0.1, max_grad_norm=0.0,
+              num_generations=2, max_completion_length=40, seed=1)
     big = _train(VRFTTrainer, VRFTConfig, tiny, tmp_path / "a", **kw)
     acc = _train(VRFTTrainer, VRFTConfig, tiny, tmp_path / "b", per_device_train_batch_size=4,
                  gradient_accumulation_steps=2, **kw)
+    # the micro-batches hold different numbers of demonstration tokens, so a per-micro-batch mean would differ
+    assert len(counts) == 3 and counts[1] != counts[2] and counts[1] + counts[2] == counts[0], counts
     a, b = _params(big), _params(acc)
     init = big.initial_params
     moved = max((a[k] - init[k]).abs().max().item() for k in a)

@@ -14,7 +14,8 @@ def toy_rows(n: int = 4) -> list[dict]:
         c = COLOURS[i % len(COLOURS)]
         rows.append(dict(prompt=[{"role": "user", "content": "Which colour fills the image? Options: red, green, blue, yellow."}],
                          image=Image.new("RGB", (56, 56), c), solution=c, id=f"toy-{i}",
-                         demonstration=f"<think> the image is {c} </think><answer> {c} </answer>"))
+                         # rationales of different lengths, so per-micro-batch token counts differ
+                         demonstration=f"<think> {'the image is ' * 2 ** (i % 4)}{c} </think><answer> {c} </answer>"))
     return rows
 
 def toy_dataset(n: int = 4):
