@@ -102,10 +102,10 @@ def outputs(tmp_path):
     return out
 
 
-def test_find_runs_on_pipeline_and_trl_folders(outputs):
+def test_find_runs_on_stage_folders_and_trl_dirs(outputs):
     runs = find_runs(outputs)
     assert [r.name for r in runs] == ["base/stages/0_classification", "plain_trl", "recite_minus/stages/0_classification"]
-    assert runs[1].path.name == "checkpoint-4"                           # the latest checkpoint stands for the run
+    assert runs[1].path.name == "plain_trl"      # its log is the latest checkpoint's (checked below: steps 2 and 4)
     assert runs[0].metrics == {"test": {"accuracy": 0.5, "macro_f1": 0.5}} and runs[1].metrics == {}
     assert default_metrics(runs) == ["reward", "rewards/accuracy_reward/mean", "rewards/format_reward/mean",
                                      "completions/mean_length", "eval_accuracy"]
@@ -117,13 +117,41 @@ def test_find_runs_on_pipeline_and_trl_folders(outputs):
     assert "test/accuracy" in html and "0.7" in html
 
 
+def _pipeline_run(out: Path, run: str, stages: list, done: bool = True, cwd_prefix: str = "runs"):
+    "A run folder as vrft_aug.pipeline.run writes it: stage folders in the shared cache, listed in stages.json."
+    listed = []
+    for i, (kind, hist) in enumerate(stages):
+        d = out / "_stages" / f"{i}-{kind}-{i:04d}deadbeefcafe"
+        _state(d / f"checkpoint-{len(hist)}", hist)
+        if done: (d / "done.json").write_text(json.dumps({"steps": len(hist), "log_history": hist}))
+        listed.append(f"{cwd_prefix}/_stages/{d.name}")
+    rd = out / run; rd.mkdir(parents=True)
+    (rd / "stages.json").write_text(json.dumps(listed))
+    (rd / "metrics.json").write_text(json.dumps({"run": run, "metrics": {"accuracy": 0.5}, "seconds": 9.0}))
+
+
+def test_find_runs_on_the_pipeline_layout(tmp_path):
+    out = tmp_path / "runs"
+    grpo = [{"step": s, "reward": s / 4, "rewards/accuracy_reward/mean": s / 8} for s in (1, 2, 3, 4)]
+    _pipeline_run(out, "vrft/synthmed-cells/seed0", [("sft", [{"step": 1, "loss": 2.0}]), ("grpo", grpo)])
+    runs = find_runs(out)
+    assert [r.name for r in runs] == ["vrft/synthmed-cells/seed0/0-sft", "vrft/synthmed-cells/seed0/1-grpo"]
+    assert runs[1].curve("reward") == ([1, 2, 3, 4], [0.25, 0.5, 0.75, 1.0])
+    assert runs[1].metrics["metrics"]["accuracy"] == 0.5
+    assert "metrics/accuracy" in metrics_table(runs) and "seconds" in metrics_table(runs)
+    # the same stage folder searched on its own: named by its folder, no run metrics
+    assert [(r.name, r.metrics) for r in find_runs(runs[1].path)] == [(runs[1].path.name, {})]
+
+
 def test_a_run_folder_itself_and_bad_files(outputs, tmp_path):
     one = find_runs(outputs / "base" / "stages" / "0_classification")
     assert [r.name for r in one] == ["0_classification"]
     bad = tmp_path / "bad"; bad.mkdir()
     (bad / "trainer_state.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"trainer_state.json.*log_history"): find_runs(bad)
-    with pytest.raises(FileNotFoundError, match="no such"): load_run(tmp_path / "missing" / "trainer_state.json")
+    with pytest.raises(FileNotFoundError, match="no such log file"): load_run(tmp_path / "missing" / "trainer_state.json")
+    (bad / "trainer_state.json").unlink(); (bad / "done.json").write_text("{oops")
+    with pytest.raises(ValueError, match=r"done.json: not valid JSON"): find_runs(bad)
     assert find_runs(outputs / "notes") == []
 
 
