@@ -1,0 +1,185 @@
+"""The benchmark suite runs: every script's --quick mode (gpu_check's --toy) writes JSON with the expected keys and
+positive numbers. No timing is asserted (the machine is shared); the fast tests check the pieces the GPU check relies
+on (the 3B configuration, the padded tokenizer) and the helpers."""
+import json, math, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+def _run(script: str, tmp_path, *args, timeout=600) -> dict:
+    out = tmp_path / f"{Path(script).stem}.json"
+    r = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=timeout)
+    assert r.returncode == 0, f"{script} {args} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
+    return json.loads(out.read_text())
+
+def _positive(x, where=""):
+    assert isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0, f"{where}: {x!r}"
+
+def _machine(res):
+    for k in ("machine_start", "machine_end"):
+        m = res[k]
+        assert m["cpu_count"] >= 1 and len(m["loadavg"]) == 3 and m["torch"] and m["trl"], m
+
+@pytest.mark.slow
+def test_overhead_quick(tmp_path):
+    res = _run("overhead.py", tmp_path, "--quick")
+    _machine(res)
+    variants = ("grpo", "vrft", "vrft_imitation", "vrft_imitation_dedup")
+    for v in variants:
+        assert res["steps_measured"][v] >= 3
+        for key in ("median_wall_s", "median_cpu_s", "median_iter_s"): _positive(res[key][v], f"{key}[{v}]")
+        sp = res["split_median_s"][v]
+        _positive(sp["step_s"]); _positive(sp["generation_s"], f"generation of {v}"); _positive(sp["update_s"])
+        assert sp["scoring_s"] >= 0 and sp["other_prep_s"] >= 0
+        assert sp["generation_s"] < sp["step_s"]
+    assert res["split_median_s"]["vrft_imitation_dedup"]["step_s"] > 0
+    for v in variants[1:]:
+        for key in ("wall_ratio_of_medians", "wall_median_round_ratio", "cpu_ratio_of_medians", "cpu_median_round_ratio"):
+            _positive(res[key][v], f"{key}[{v}]")
+        assert isinstance(res["target_met"][v], bool)
+    assert res["targets"] == {"vrft": 1.05, "vrft_imitation": 1.3, "vrft_imitation_dedup": 1.3}
+
+@pytest.mark.slow
+def test_dedup_prototype_gives_vrft_loss_and_gradient(tmp_path):
+    "The prototype fix measured by overhead.py (imitation on distinct rows, count-weighted) equals VRFTTrainer's loss."
+    import torch, overhead
+    from common import quiet, step_timer, tiny_model, train_dataset
+    from vrft_aug.imitation import VRFTTrainer
+    from vrft_aug.tiny import load_tiny_vlm
+    quiet()
+    Dedup, seen = overhead._dedup_trainer_cls(), []
+    class Check(Dedup):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            a = Dedup.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            b = VRFTTrainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            params = [p for p in model.parameters() if p.requires_grad]
+            ga = torch.autograd.grad(a, params, allow_unused=True, retain_graph=True)
+            gb = torch.autograd.grad(b, params, allow_unused=True, retain_graph=True)
+            B = inputs["prompt_ids"].size(0)
+            seen.append((a.item(), b.item(), max((x - y).abs().max().item() for x, y in zip(ga, gb) if x is not None),
+                         len(overhead._distinct_rows(inputs, B)[0]), B))
+            return b
+    d = tiny_model(tmp_path / "m", "test", 56)
+    settings = dict(G=4, completion_len=8, prompts_per_step=2, imitation_coef=1.0)
+    orig, overhead._dedup_trainer_cls = overhead._dedup_trainer_cls, lambda: Check
+    try:
+        tr = overhead.make_trainer("vrft_imitation_dedup", d, load_tiny_vlm(d)[1], train_dataset(8, 56), tmp_path,
+                                   settings, step_timer())
+        tr.args.max_steps = 2; tr.train()
+    finally: overhead._dedup_trainer_cls = orig
+    assert len(seen) == 2
+    for a, b, gap, distinct, B in seen:
+        assert a == pytest.approx(b, rel=1e-5) and gap < 1e-5 and (distinct, B) == (2, 8)
+
+@pytest.mark.slow
+def test_scaling_quick(tmp_path):
+    res = _run("scaling.py", tmp_path, "--quick")
+    _machine(res)
+    pts = res["points"]
+    assert {(p["G"], p["completion_len"], p["image_size"]) for p in pts} == {(2, 32, 56), (4, 32, 56), (4, 16, 56)}
+    for p in pts:
+        for k in ("median_step_s", "median_cpu_s", "peak_rss_mb", "rss_before_train_mb", "prompt_tokens"):
+            _positive(p[k], k)
+        assert p["peak_rss_mb"] >= p["rss_before_train_mb"] * 0.99
+        _positive(p["split_s"]["generation_s"]); _positive(p["split_s"]["update_s"])
+        assert p["tokens_generated_per_step"] == p["G"] * p["completion_len"]
+    assert res["dominant_at_base"] in ("generation_s", "scoring_s", "other_prep_s", "update_s")
+    assert abs(sum(res["base_split_fraction"].values()) - 1) < 1e-6
+    png = Path(res["png"])
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res["table"].count("\n") == len(pts) + 1
+
+@pytest.mark.slow
+def test_eval_throughput_quick(tmp_path):
+    res = _run("eval_throughput.py", tmp_path, "--quick")
+    _machine(res)
+    for b in ("1", "16", "32"):
+        _positive(res["samples_per_s"][b], f"samples/s at batch {b}")
+        _positive(res["median_seconds"][b]); _positive(res["mean_completion_tokens"][b])
+    assert res["speedup_vs_batch1"]["1"] == 1.0
+
+@pytest.mark.slow
+def test_data_quick(tmp_path):
+    res = _run("data.py", tmp_path, "--quick")
+    _machine(res)
+    assert set(res["synthmed_images_per_s"]) == {"cells@56", "fundus@56", "lesion@56"}
+    for v in res["synthmed_images_per_s"].values(): _positive(v)
+    for v in res["prompts_per_s"].values(): _positive(v)
+    for k in ("chat_renders_per_s", "processor_rows_per_s", "dataset_rows_per_s", "to_trl_samples_per_s", "training_step_s"):
+        _positive(res[k], k)
+    _positive(res["image_preprocess_per_s"]["56"])
+    assert set(res["fraction_of_step"]) == {"synthmed_draw", "prompt_build", "to_trl", "chat_render", "image_preprocess",
+                                            "processor_call", "dataset_row_fetch"}
+    for k, v in res["fraction_of_step"].items(): _positive(v, k)
+    assert res["all_within_target"] == all(v <= 0.05 for v in res["fraction_of_step"].values())
+
+@pytest.mark.slow
+def test_gpu_check_toy(tmp_path):
+    res = _run("gpu_check.py", tmp_path, "--toy")
+    assert res["settings"]["toy"] and not res["settings"]["cuda"]
+    assert res["model"]["tokenizer_len"] == res["model"]["vocab_size"] == 4096
+    assert 0 < res["model"]["lora_trainable_parameters"] < res["model"]["parameters"]
+    for phase, kinds in (("full", ("grpo", "vrft")), ("full_imitation", ("grpo", "vrft_imitation")), ("lora", ("grpo", "vrft"))):
+        r = res[phase]
+        _positive(r["peak_mem_gb"], phase)
+        for k in kinds:
+            assert r[k]["steps_measured"] >= 1
+            _positive(r[k]["median_step_s"], f"{phase}/{k}"); _positive(r[k]["generated_tokens_per_s"], f"{phase}/{k}")
+        _positive(r[f"{kinds[1]}_over_grpo"])
+    for k in ("full", "lora", "imitation"): _positive(res["vrft_over_grpo"][k])
+
+def test_gpu_check_needs_cuda_without_toy(tmp_path):
+    import torch
+    if torch.cuda.is_available(): pytest.skip("a GPU is present: the full check would run")
+    r = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--out", str(tmp_path / "x.json")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode != 0 and "no CUDA device" in r.stderr + r.stdout and not (tmp_path / "x.json").exists()
+
+# ----------------------------------------------------------------------------------------------------- fast pieces
+def test_qwen25_vl_3b_config_has_3b_parameters():
+    "The GPU check's model, built on the meta device (no memory), has Qwen2.5-VL-3B's size and shapes."
+    import torch
+    import gpu_check as g
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    tok = g.padded_tokenizer()
+    assert len(tok) == g.QWEN25_VL_3B_VOCAB == 151936
+    cfg = g.vl_config(tok, g.QWEN25_VL_3B_TEXT, g.QWEN25_VL_3B_VISION)
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
+    n = sum(p.numel() for p in model.parameters())
+    assert 3.70e9 < n < 3.80e9, n                                   # Qwen2.5-VL-3B-Instruct: 3.75 B parameters
+    assert model.get_input_embeddings().weight.shape == (151936, 2048)
+    assert model.lm_head.weight is model.get_input_embeddings().weight  # tied, as in the 3B release
+    assert len(model.model.language_model.layers) == 36 and len(model.model.visual.blocks) == 32
+    attn = model.model.language_model.layers[0].self_attn
+    assert attn.k_proj.out_features == 2 * 128 and attn.q_proj.out_features == 16 * 128
+    assert cfg.vision_config.fullatt_block_indexes == [7, 15, 23, 31] and cfg.vision_config.out_hidden_size == 2048
+
+def test_padded_tokenizer_round_trip_and_special_ids():
+    import gpu_check as g
+    tok = g.padded_tokenizer(4096)
+    assert len(tok) == 4096
+    text = "<think> the nucleus is dark </think><answer> lymphocyte </answer>"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text and max(ids) < 4096
+    for t in ("<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|vision_start|>", "<|endoftext|>"):
+        assert 0 <= tok.convert_tokens_to_ids(t) < 4096
+    filler = tok.convert_tokens_to_ids("\u0120fill0")
+    assert tok.decode([filler]) == " fill0"
+    with pytest.raises(ValueError, match="vocab_size=10"): g.padded_tokenizer(10)
+
+def test_points_and_split_helpers():
+    import scaling
+    from common import split_step, median
+    pts = scaling.points(scaling.AXES)
+    assert len(pts) == len({tuple(p.values()) for p in pts}) == 11 and scaling.BASE in pts
+    assert all(sum(p[k] != scaling.BASE[k] for k in p) <= 1 for p in pts)   # one knob at a time
+    rec = dict(step_s=1.0, spans={"_prepare_inputs": 0.7, "transformers.generate": 0.5, "_calculate_rewards": 0.1})
+    sp = split_step(rec)
+    assert sp == dict(step_s=1.0, generation_s=0.5, scoring_s=0.1, other_prep_s=pytest.approx(0.1), update_s=pytest.approx(0.3))
+    assert median([3, None, 1, 2]) == 2 and math.isnan(median([]))
