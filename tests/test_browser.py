@@ -81,7 +81,7 @@ def _launch_browser(pw):
                     f"Reinstall it with `{INSTALL_HINT}`.")
 
 
-def test_explorer_in_jupyterlab(jupyterlab):
+def test_explorer_in_jupyterlab(jupyterlab, capsys):
     try: from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the `playwright` Python package is missing: install the dev extra (`pip install -e '.[dev]'`)")
@@ -109,7 +109,7 @@ def test_explorer_in_jupyterlab(jupyterlab):
             wait_idle(page, timeout_s=30)                       # the plot has been redrawn too
             page.locator(".vrft-explorer .vrft-delta").first.evaluate("e => e.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(shot), full_page=False)
-            print(f"\nscreenshot: {shot}")
+            with capsys.disabled(): print(f"\nbrowser test screenshot: {shot}")   # shown even when output is captured
         except Exception:
             fail_shot = ARTIFACTS / "browser_failure.png"
             try: page.screenshot(path=str(fail_shot)); print(f"\nfailure screenshot: {fail_shot}")
