@@ -94,32 +94,36 @@ def grpo_args(output_dir, G: int = 4, completion_len: int = 32, prompts_per_step
 # ------------------------------------------------------------------------------------------------------------ timing
 class Spans:
     """Records TRL's own profiling spans (`profiling_decorator` / `profiling_context`: `transformers.generate`,
-    `_calculate_rewards`, each reward function, `_prepare_inputs`, `compute_loss`, ...) by wrapping
-    `ProfilingContext._log_metrics`, which TRL calls with each span's duration whatever `report_to` is."""
+    `_calculate_rewards`, each reward function, `_prepare_inputs`, `compute_loss`, ...) with their wall and CPU time,
+    by wrapping `ProfilingContext.__enter__/__exit__` (TRL opens these contexts whatever `report_to` is)."""
     def __init__(self):
-        self.events: list[tuple[str, float]] = []
-        self._orig = None
+        self.events: list[tuple[str, float, float]] = []
 
     def __enter__(self):
         from trl.extras import profiling
-        self._cls, self._orig = profiling.ProfilingContext, profiling.ProfilingContext._log_metrics
-        events, orig = self.events, self._orig
-        def _log_metrics(ctx, duration):
-            events.append((ctx.name.split(".", 1)[-1], float(duration)))  # drop the trainer-class prefix
-            return orig(ctx, duration)
-        self._cls._log_metrics = _log_metrics
+        self._cls = profiling.ProfilingContext
+        self._orig = (self._cls.__enter__, self._cls.__exit__)
+        events, (enter, exit_) = self.events, self._orig
+        def __enter__(ctx):
+            ctx._bench_t0, ctx._bench_c0 = time.perf_counter(), time.process_time()
+            return enter(ctx)
+        def __exit__(ctx, *exc):
+            name = ctx.name.split(".", 1)[-1]   # drop the trainer-class prefix
+            events.append((name, time.perf_counter() - ctx._bench_t0, time.process_time() - ctx._bench_c0))
+            return exit_(ctx, *exc)
+        self._cls.__enter__, self._cls.__exit__ = __enter__, __exit__
         return self
 
     def __exit__(self, *exc):
-        self._cls._log_metrics = self._orig
+        self._cls.__enter__, self._cls.__exit__ = self._orig
         return False
 
-    def take(self) -> dict[str, float]:
-        "Sum of each span's durations since the last call, then forget them."
-        out = defaultdict(float)
-        for name, d in self.events: out[name] += d
+    def take(self) -> dict[str, dict[str, float]]:
+        "Per span name, the summed wall and CPU seconds since the last call; then forget them."
+        out = defaultdict(lambda: dict(wall=0.0, cpu=0.0))
+        for name, w, c in self.events: out[name]["wall"] += w; out[name]["cpu"] += c
         self.events.clear()
-        return dict(out)
+        return {k: dict(v) for k, v in out.items()}
 
 def _step_timer_cls():
     from transformers import TrainerCallback
@@ -158,15 +162,17 @@ def silence_trainer(trainer):
     trainer.remove_callback(PrinterCallback)
     return trainer
 
-def split_step(rec: dict) -> dict:
-    """One step split into generation, scoring (rewards) and the rest of input preparation (prompt processing, image
-    preprocessing, old/ref log-probs, advantages), and the update (loss forward, backward, optimizer step)."""
-    s = rec.get("spans", {})
+def split_step(rec: dict, clock: str = "wall") -> dict:
+    """One step split into generation, scoring (rewards), the rest of input preparation (prompt processing, image
+    preprocessing, old/ref log-probs, advantages) and the update (loss forward, backward, optimizer step), in wall
+    (`clock="wall"`) or CPU seconds (`"cpu"`)."""
+    s = {k: (v[clock] if isinstance(v, dict) else v) for k, v in rec.get("spans", {}).items()}
+    total = rec["step_s" if clock == "wall" else "cpu_s"]
     prep = s.get("_prepare_inputs", 0.0)
     gen = s.get("transformers.generate", 0.0)
     score = s.get("_calculate_rewards", 0.0)
-    return dict(step_s=rec["step_s"], generation_s=gen, scoring_s=score, other_prep_s=max(0.0, prep - gen - score),
-                update_s=max(0.0, rec["step_s"] - prep))
+    return dict(step_s=total, generation_s=gen, scoring_s=score, other_prep_s=max(0.0, prep - gen - score),
+                update_s=max(0.0, total - prep))
 
 def rss_mb() -> dict:
     "Current and peak resident set size of this process in MiB (/proc/self/status; ru_maxrss as a fallback)."

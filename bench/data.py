@@ -3,7 +3,7 @@ and fetching a row of the TRL dataset (its image is stored PNG-encoded by `datas
 
 Each cost is measured per item (images/s, prompts/s, rows/s), then charged to one GRPO step as a step consumes it, and
 compared with a training step measured in the same run (tiny model, G = 4, 2 prompts x 4 completions of 32 tokens per
-step, 56 px images):
+step, at 56 px and at 448 px):
 - SynthMed drawing and prompt building happen once per sample (in `to_trl`), so a step is charged for the 2 new
   prompts it uses; this is an upper bound (the rows are reused every epoch).
 - chat rendering, image preprocessing (the processor's resize + normalise + patchify), the processor call TRL makes
@@ -13,7 +13,7 @@ step, 56 px images):
 Target: each of these is at most 5% of a training step.
 
     .venv/bin/python bench/data.py --quick    # 16 items per measurement, 56 px, 2 measured training steps
-    .venv/bin/python bench/data.py            # 64 items, 56/224/448 px, 5 measured training steps
+    .venv/bin/python bench/data.py            # 64 items, 56/224/448 px, steps at 56 and 448 px, 5 measured steps
 """
 from __future__ import annotations
 import argparse, sys, tempfile, time
@@ -55,10 +55,11 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
     from vrft_aug.tiny import load_tiny_vlm
     quiet(); torch.set_num_threads(threads)
     n, sizes, steps = (16, (56,), 2) if quick else (64, (56, 224, 448), 5)
+    step_sizes = (56,) if quick else (56, 448)
     G, prompts_per_step = 4, 2
     rows_per_step = G * prompts_per_step
     res = dict(settings=dict(n=n, sizes=sizes, steps=steps, G=G, prompts_per_step=prompts_per_step, threads=threads,
-                             step_image_size=56, completion_len=32), machine_start=machine())
+                             step_image_sizes=step_sizes, completion_len=32), machine_start=machine())
     t0 = time.perf_counter()
     tmp = tempfile.TemporaryDirectory()
     model_dir = tiny_model(Path(tmp.name) / "tiny", "test", max_side=max(sizes))
@@ -78,33 +79,38 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
     for s in sizes:
         imgs = [synthmed("fundus", "train", n=n, image_size=s)[i].image for i in range(min(n, 16))]
         res["image_preprocess_per_s"][str(s)] = per_second(lambda im: proc.image_processor(images=[im], return_tensors="pt"), imgs)
-    # TRL tokenizes a step's rows (each prompt repeated G times) and preprocesses their images in one batched call
-    texts = [proc.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in msgs]
-    batches = [(texts[i:i + rows_per_step], [c.image for c in cells[i:i + rows_per_step]])
-               for i in range(0, n - rows_per_step + 1, rows_per_step)]
-    res["processor_rows_per_s"] = rows_per_step * per_second(
-        lambda b: proc(text=b[0], images=b[1], padding=True, padding_side="left", return_tensors="pt"), batches)
-    # 4. TRL dataset rows fetched per second (PNG decode of the stored image) and to_trl conversion per sample
-    trl_ds = to_trl(cells, prompt_fn=knowledge)
-    res["dataset_rows_per_s"] = per_second(trl_ds.__getitem__, range(len(trl_ds)))
-    t = time.perf_counter(); to_trl(cells, prompt_fn=knowledge); res["to_trl_samples_per_s"] = n / (time.perf_counter() - t)
-    # 5. a training step, in the same run, and each cost as a share of it
-    step = training_step_s(model_dir, proc, steps)
+    # per image size of a training run: the costs a step pays, and a training step at that size
+    res["by_image_size"] = {}
+    for S in step_sizes:
+        cells_s = [synthmed("cells", "train", n=n, image_size=S)[i] for i in range(n)] if S != 56 else cells
+        r = {}
+        # TRL tokenizes a step's rows (each prompt repeated G times) and preprocesses their images in one batched call
+        texts = [proc.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in msgs]
+        batches = [(texts[i:i + rows_per_step], [c.image for c in cells_s[i:i + rows_per_step]])
+                   for i in range(0, n - rows_per_step + 1, rows_per_step)]
+        r["processor_rows_per_s"] = rows_per_step * per_second(
+            lambda b: proc(text=b[0], images=b[1], padding=True, padding_side="left", return_tensors="pt"), batches)
+        # TRL dataset rows fetched per second (PNG decode of the stored image) and to_trl conversion per sample
+        t = time.perf_counter(); trl_ds = to_trl(cells_s, prompt_fn=knowledge)
+        r["to_trl_samples_per_s"] = n / (time.perf_counter() - t)
+        r["dataset_rows_per_s"] = per_second(trl_ds.__getitem__, range(len(trl_ds)))
+        r["training_step_s"] = training_step_s(model_dir, proc, steps, S)
+        per_step = {
+            "synthmed_draw": prompts_per_step / min(v for k, v in res["synthmed_images_per_s"].items() if k.endswith(f"@{S}")),
+            "prompt_build": prompts_per_step / min(res["prompts_per_s"].values()),
+            "to_trl": prompts_per_step / r["to_trl_samples_per_s"],
+            "chat_render": rows_per_step / res["chat_renders_per_s"],
+            "image_preprocess": rows_per_step / res["image_preprocess_per_s"][str(S)],
+            "processor_call": rows_per_step / r["processor_rows_per_s"],
+            "dataset_row_fetch": rows_per_step / r["dataset_rows_per_s"],
+        }
+        r["per_step_cost_s"] = per_step
+        r["fraction_of_step"] = {k: v / r["training_step_s"] for k, v in per_step.items()}
+        r["all_within_target"] = all(v <= 0.05 for v in r["fraction_of_step"].values())
+        res["by_image_size"][str(S)] = r
     tmp.cleanup()
-    per_step = {
-        "synthmed_draw": prompts_per_step / min(v for k, v in res["synthmed_images_per_s"].items() if k.endswith("@56")),
-        "prompt_build": prompts_per_step / min(res["prompts_per_s"].values()),
-        "to_trl": prompts_per_step / res["to_trl_samples_per_s"],
-        "chat_render": rows_per_step / res["chat_renders_per_s"],
-        "image_preprocess": rows_per_step / res["image_preprocess_per_s"]["56"],
-        "processor_call": rows_per_step / res["processor_rows_per_s"],
-        "dataset_row_fetch": rows_per_step / res["dataset_rows_per_s"],
-    }
-    res["training_step_s"] = step
-    res["per_step_cost_s"] = per_step
-    res["fraction_of_step"] = {k: v / step for k, v in per_step.items()}
+    res.update(res["by_image_size"]["56"])   # the base setting's figures at the top level
     res["target_fraction"] = 0.05
-    res["all_within_target"] = all(v <= 0.05 for v in res["fraction_of_step"].values())
     res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
     write_json(res, out or RESULTS / ("data_quick.json" if quick else "data.json"))
     return res
@@ -120,11 +126,13 @@ def main(argv=None):
     for k, v in res["prompts_per_s"].items(): print(f"prompt build {k:10s} {v:9.1f} prompts/s")
     print(f"chat render            {res['chat_renders_per_s']:9.1f} /s")
     for k, v in res["image_preprocess_per_s"].items(): print(f"image preprocess {k:>4s} px {v:9.1f} images/s")
-    print(f"processor (56 px, batched) {res['processor_rows_per_s']:9.1f} rows/s")
-    print(f"dataset row fetch      {res['dataset_rows_per_s']:9.1f} rows/s")
-    print(f"training step {res['training_step_s']:.3f} s; share of a step:")
-    for k, v in res["fraction_of_step"].items(): print(f"  {k:18s} {100 * v:6.2f} %")
-    print(f"all within 5%: {res['all_within_target']}; load {res['machine_start']['loadavg']} -> "
+    for S, r in res["by_image_size"].items():
+        print(f"--- {S} px: processor (batched) {r['processor_rows_per_s']:.1f} rows/s, dataset row fetch "
+              f"{r['dataset_rows_per_s']:.1f} rows/s, to_trl {r['to_trl_samples_per_s']:.1f} samples/s")
+        print(f"training step {r['training_step_s']:.3f} s; share of a step:")
+        for k, v in r["fraction_of_step"].items(): print(f"  {k:18s} {100 * v:6.2f} %")
+        print(f"all within 5% at {S} px: {r['all_within_target']}")
+    print(f"load {res['machine_start']['loadavg']} -> "
           f"{res['machine_end']['loadavg']}, {res['seconds']} s")
 
 if __name__ == "__main__":

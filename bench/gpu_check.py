@@ -159,6 +159,7 @@ def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_
 def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | None = None) -> dict:
     import torch
     quiet()
+    if toy: torch.set_num_threads(1)   # 2 shared cores: one thread keeps the toy's timings from oversubscription
     cuda = torch.cuda.is_available() and not toy
     if not toy and not cuda:
         raise SystemExit("gpu_check: no CUDA device found; run with --toy for the CPU smoke version")

@@ -10,8 +10,9 @@ machine load. The first round is warm-up, and so is the first step of every chun
 `train()` call). Step times come from a `TrainerCallback` (on_step_begin -> on_step_end); every completion has the
 same length (min_new_tokens), so every step does the same work.
 
-Reported: median step time per trainer, the ratio of medians, and the median of the per-round ratios (each round's
-trainers ran back to back, so this ratio is the one least affected by load drift). Targets: vrft/grpo <= 1.05,
+Reported, in wall and in CPU time: median step time per trainer, the ratio of medians, and the median of the
+per-round ratios (each round's trainers ran back to back, so this ratio is the one least affected by load drift). The
+verdict uses the CPU-time per-round ratio: other processes' load stretches wall time, much less CPU time. Targets: vrft/grpo <= 1.05,
 vrft_imitation/grpo <= 1.3. A profile split of the steps (generation, scoring, other input preparation, update) per
 trainer shows where any difference comes from.
 
@@ -125,11 +126,13 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
         res[f"{name}_median_round_ratio"] = {v: median([median([s[key] for s in a]) / median([s[key] for s in g])
                                                         for a, g in zip(per_round[v], per_round["grpo"])])
                                              for v in VARIANTS[1:]}
-    res["split_median_s"] = {v: {k: median([split_step(s)[k] for rnd in per_round[v] for s in rnd])
-                                 for k in ("step_s", "generation_s", "scoring_s", "other_prep_s", "update_s")}
-                             for v in VARIANTS}
+    for clock in ("wall", "cpu"):
+        res[f"split_median_{'s' if clock == 'wall' else 'cpu_s'}"] = {
+            v: {k: median([split_step(s, clock)[k] for rnd in per_round[v] for s in rnd])
+                for k in ("step_s", "generation_s", "scoring_s", "other_prep_s", "update_s")} for v in VARIANTS}
     res["targets"] = dict(vrft=1.05, vrft_imitation=1.3, vrft_imitation_dedup=1.3)
-    res["target_met"] = {v: res["wall_median_round_ratio"][v] <= res["targets"][v] for v in VARIANTS[1:]}
+    res["target_rule"] = "cpu_median_round_ratio <= target (CPU time: steadier than wall time on the shared machine)"
+    res["target_met"] = {v: res["cpu_median_round_ratio"][v] <= res["targets"][v] for v in VARIANTS[1:]}
     write_json(res, out or RESULTS / ("overhead_quick.json" if quick else "overhead.json"))
     return res
 

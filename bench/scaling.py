@@ -47,11 +47,12 @@ def run_point(model_dir, G: int, completion_len: int, image_size: int, steps: in
         after = rss_mb()
     measured = timer.steps[1:]
     split = {k: median([split_step(s)[k] for s in measured]) for k in ("step_s",) + PARTS}
+    cpu = {k: median([split_step(s, "cpu")[k] for s in measured]) for k in ("step_s",) + PARTS}
     prompt_tokens = len(proc(text=[proc.apply_chat_template(ds[0]["prompt"], add_generation_prompt=True, tokenize=False)],
                              images=[ds[0]["image"]])["input_ids"][0])
     return dict(G=G, completion_len=completion_len, image_size=image_size, prompt_tokens=prompt_tokens,
                 steps_measured=len(measured), median_step_s=split["step_s"],
-                median_cpu_s=median([s["cpu_s"] for s in measured]), split_s={k: split[k] for k in PARTS},
+                median_cpu_s=cpu["step_s"], split_s={k: split[k] for k in PARTS}, split_cpu_s={k: cpu[k] for k in PARTS},
                 rss_before_train_mb=before["rss_mb"], peak_rss_mb=after["peak_rss_mb"],
                 train_peak_over_start_mb=round(after["peak_rss_mb"] - before["rss_mb"], 1),
                 tokens_generated_per_step=G * completion_len)
@@ -76,10 +77,11 @@ def plot(res: dict, png: Path):
         x = [r[knob] for r in rows]
         bottom = [0.0] * len(rows)
         for part in PARTS:
-            y = [r["split_s"][part] for r in rows]
+            y = [r["split_cpu_s"][part] for r in rows]
             ax[0, j].bar([str(v) for v in x], y, bottom=bottom, label=part[:-2].replace("_", " "))
             bottom = [b + v for b, v in zip(bottom, y)]
-        ax[0, j].set_title(f"step time vs {knob}"); ax[0, j].set_ylabel("median seconds per step")
+        ax[0, j].plot([str(v) for v in x], [r["median_cpu_s"] for r in rows], "k_", markersize=14, label="whole step")
+        ax[0, j].set_title(f"step CPU time vs {knob}"); ax[0, j].set_ylabel("median CPU seconds per step")
         ax[0, j].set_xlabel(labels[knob])
         ax[1, j].plot(x, [r["peak_rss_mb"] for r in rows], "o-", label="peak RSS")
         ax[1, j].plot(x, [r["rss_before_train_mb"] for r in rows], "s--", label="RSS before training")
@@ -92,13 +94,13 @@ def plot(res: dict, png: Path):
     fig.tight_layout(); fig.savefig(png, dpi=90); plt.close(fig)
 
 def table(res: dict) -> str:
-    lines = ["| G | completion | image px | prompt tokens | step s (median) | generation | scoring | other prep | update "
-             "| peak RSS MiB | RSS before MiB |", "|" + "---|" * 11]
+    lines = ["| G | completion | image px | prompt tokens | step wall s | step CPU s | generation | scoring | other prep "
+             "| update | peak RSS MiB | RSS before MiB |", "|" + "---:|" * 12]
     for r in res["points"]:
-        s = r["split_s"]
+        s = r["split_cpu_s"]
         lines.append(f"| {r['G']} | {r['completion_len']} | {r['image_size']} | {r['prompt_tokens']} | "
-                     f"{r['median_step_s']:.3f} | {s['generation_s']:.3f} | {s['scoring_s']:.4f} | {s['other_prep_s']:.3f} | "
-                     f"{s['update_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['rss_before_train_mb']:.0f} |")
+                     f"{r['median_step_s']:.3f} | {r['median_cpu_s']:.3f} | {s['generation_s']:.3f} | {s['scoring_s']:.4f} | "
+                     f"{s['other_prep_s']:.3f} | {s['update_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['rss_before_train_mb']:.0f} |")
     return "\n".join(lines)
 
 def run(quick: bool = False, out=None, threads: int = 1) -> dict:
@@ -121,11 +123,13 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
                   f"peak {res['points'][-1]['peak_rss_mb']:.0f} MiB", flush=True)
     res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
     base = next(r for r in res["points"] if all(r[k] == v for k, v in BASE.items()))
-    tot = sum(base["split_s"].values()) or 1.0
-    res["base_split_fraction"] = {k: base["split_s"][k] / tot for k in PARTS}
-    res["dominant_at_base"] = max(PARTS, key=lambda k: base["split_s"][k])
+    tot = sum(base["split_cpu_s"].values()) or 1.0
+    res["base_split_fraction"] = {k: base["split_cpu_s"][k] / tot for k in PARTS}   # CPU time: steadier under load
+    res["dominant_at_base"] = max(PARTS, key=lambda k: base["split_cpu_s"][k])
     res["dominant_per_point"] = [dict(G=r["G"], completion_len=r["completion_len"], image_size=r["image_size"],
-                                      dominant=max(PARTS, key=lambda k: r["split_s"][k])) for r in res["points"]]
+                                      dominant=max(PARTS, key=lambda k: r["split_cpu_s"][k]),
+                                      fraction={k: r["split_cpu_s"][k] / (sum(r["split_cpu_s"].values()) or 1.0)
+                                                for k in PARTS}) for r in res["points"]]
     png = out.with_suffix(".png"); out.parent.mkdir(parents=True, exist_ok=True)
     plot(res, png); res["png"] = str(png); res["table"] = table(res)
     write_json(res, out)

@@ -86,7 +86,7 @@ def test_scaling_quick(tmp_path):
         for k in ("median_step_s", "median_cpu_s", "peak_rss_mb", "rss_before_train_mb", "prompt_tokens"):
             _positive(p[k], k)
         assert p["peak_rss_mb"] >= p["rss_before_train_mb"] * 0.99
-        _positive(p["split_s"]["generation_s"]); _positive(p["split_s"]["update_s"])
+        for sp in (p["split_s"], p["split_cpu_s"]): _positive(sp["generation_s"]); _positive(sp["update_s"])
         assert p["tokens_generated_per_step"] == p["G"] * p["completion_len"]
     assert res["dominant_at_base"] in ("generation_s", "scoring_s", "other_prep_s", "update_s")
     assert abs(sum(res["base_split_fraction"].values()) - 1) < 1e-6
@@ -117,6 +117,7 @@ def test_data_quick(tmp_path):
                                             "processor_call", "dataset_row_fetch"}
     for k, v in res["fraction_of_step"].items(): _positive(v, k)
     assert res["all_within_target"] == all(v <= 0.05 for v in res["fraction_of_step"].values())
+    assert list(res["by_image_size"]) == ["56"] and res["by_image_size"]["56"]["training_step_s"] == res["training_step_s"]
 
 @pytest.mark.slow
 def test_gpu_check_toy(tmp_path):
@@ -179,7 +180,11 @@ def test_points_and_split_helpers():
     pts = scaling.points(scaling.AXES)
     assert len(pts) == len({tuple(p.values()) for p in pts}) == 11 and scaling.BASE in pts
     assert all(sum(p[k] != scaling.BASE[k] for k in p) <= 1 for p in pts)   # one knob at a time
-    rec = dict(step_s=1.0, spans={"_prepare_inputs": 0.7, "transformers.generate": 0.5, "_calculate_rewards": 0.1})
-    sp = split_step(rec)
-    assert sp == dict(step_s=1.0, generation_s=0.5, scoring_s=0.1, other_prep_s=pytest.approx(0.1), update_s=pytest.approx(0.3))
+    sp = lambda w, c: dict(wall=w, cpu=c)
+    rec = dict(step_s=1.0, cpu_s=0.5, spans={"_prepare_inputs": sp(0.7, 0.3), "transformers.generate": sp(0.5, 0.2),
+                                             "_calculate_rewards": sp(0.1, 0.05)})
+    assert split_step(rec) == dict(step_s=1.0, generation_s=0.5, scoring_s=0.1, other_prep_s=pytest.approx(0.1),
+                                   update_s=pytest.approx(0.3))
+    assert split_step(rec, "cpu") == dict(step_s=0.5, generation_s=0.2, scoring_s=0.05, other_prep_s=pytest.approx(0.05),
+                                          update_s=pytest.approx(0.2))
     assert median([3, None, 1, 2]) == 2 and math.isnan(median([]))
