@@ -17,7 +17,8 @@ Per phase: median step time, generated tokens per second (G x 256 over TRL's `tr
 of a step (generation, scoring, other preparation, update) and the peak GPU memory (torch.cuda.max_memory_allocated).
 The first step of every `train()` call is warm-up and not counted.
 
-On a GPU machine (about 3-5 minutes on one H100, budget 8):
+On a GPU machine (measured: 423 s for the script on one H200, plus about 30 s of imports; budget 8 minutes; the JSON
+is rewritten after every phase, so a run cut by `timeout` keeps what it measured; `--rounds 1` saves about 100 s):
     HF_HUB_OFFLINE=1 python bench/gpu_check.py --out bench/results/gpu_check.json
 On CPU at toy size (what the tests run, tens of seconds): the same code path with a tiny config, fp32, G = 4,
 8-token completions, 56 px images (gradient checkpointing on, as on the GPU) and the tokenizer padded to 4096 entries only (at 151936 entries the LM head and
@@ -184,9 +185,12 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
     ds = train_dataset(8, side)
     mem = Memory(cuda)
     with tempfile.TemporaryDirectory() as tmp, Spans() as spans:
+        out = Path(out or RESULTS / ("gpu_check_toy.json" if toy else "gpu_check.json"))
         res["full"] = phase("full", ("grpo", "vrft"), model, proc, ds, tmp, s, spans, mem, rounds=s["rounds"])
+        write_json(res, out)   # after every phase: a run stopped by its time limit still leaves what it measured
         res["full_imitation"] = phase("full_imitation", ("grpo", "vrft_imitation"), model, proc, ds, tmp, s, spans, mem,
                                       rounds=1, imitation_coef=s["imitation_coef"])
+        write_json(res, out)
         lora = LoraConfig(r=s["lora"]["r"], lora_alpha=s["lora"]["alpha"], lora_dropout=0.0, task_type="CAUSAL_LM",
                           target_modules=s["lora"]["target_modules"])
         model = get_peft_model(model, lora)
@@ -195,7 +199,7 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
     res["vrft_over_grpo"] = dict(full=res["full"]["vrft_over_grpo"], lora=res["lora"]["vrft_over_grpo"],
                                  imitation=res["full_imitation"]["vrft_imitation_over_grpo"])
     res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
-    write_json(res, out or RESULTS / ("gpu_check_toy.json" if toy else "gpu_check.json"))
+    write_json(res, out)
     return res
 
 def main(argv=None):
