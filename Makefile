@@ -34,8 +34,10 @@ $(BROWSER):
 
 install: $(STAMP)
 
+# One BLAS/OpenMP thread per process: the models are tiny, and several test processes (kernels, torchrun ranks,
+# subprocess CLIs) share 2 cores; oversubscribed threads made steps up to 40x slower when measured here.
 test: $(STAMP) $(BROWSER)
-	$(BIN)/python -m pytest tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests
 
 demo: $(STAMP)
 	$(BIN)/vrft-aug demo
