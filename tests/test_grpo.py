@@ -1,11 +1,11 @@
 """vrft_aug.grpo: property tests of the pieces, and the from-scratch loss against TRL's GRPOTrainer.compute_loss."""
-import sys, warnings
+import sys
 from pathlib import Path
 import pytest, torch
 from hypothesis import given, settings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from vrft_toy import toy_dataset, length_reward, base_args  # noqa: E402
+from vrft_toy import length_reward, base_args  # noqa: E402
 from vrft_aug.grpo import (group_advantages, completion_mask, importance_ratio, clipped_surrogate, k3_kl,  # noqa: E402
                            aggregate_loss, grpo_loss, compare_with_trl, LOSS_TYPES, SCALE_REWARDS)
 
@@ -58,14 +58,6 @@ def test_sequence_ratio_is_geometric_mean_and_grpo_onpolicy_zero():
 
 # --- equivalence with TRL -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from vrft_aug.tiny import build_tiny_vlm, load_tiny_vlm
-    warnings.filterwarnings("ignore")
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    d = build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "m", seed=0, size="test")
-    yield d, load_tiny_vlm(d)[1], toy_dataset(4)
-    torch.set_num_threads(n)
 
 def _trainer(tiny, tmp_path, **kw):
     from trl import GRPOConfig, GRPOTrainer

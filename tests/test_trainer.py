@@ -1,20 +1,12 @@
 """VRFTTrainer: mu = 0 is GRPOTrainer exactly; mu > 0 works with LoRA, beta > 0 and gradient accumulation."""
-import sys, warnings
+import sys
 from pathlib import Path
 import pytest, torch
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from vrft_toy import toy_dataset, length_reward, contains_solution, base_args  # noqa: E402
+from vrft_toy import length_reward, contains_solution, base_args  # noqa: E402
 from vrft_aug.imitation import VRFTConfig, VRFTTrainer  # noqa: E402
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from vrft_aug.tiny import build_tiny_vlm, load_tiny_vlm
-    warnings.filterwarnings("ignore")
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    d = build_tiny_vlm(tmp_path_factory.mktemp("tiny") / "m", seed=0, size="test")
-    yield d, load_tiny_vlm(d)[1], toy_dataset(4)
-    torch.set_num_threads(n)
 
 REWARDS = [length_reward, contains_solution]
 
