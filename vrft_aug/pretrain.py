@@ -18,12 +18,13 @@ from PIL import Image, ImageDraw
 
 from .core import parse_completion, normalize_answer
 from .tiny import GENERIC_WORDS, TINY_SIZES, TinySize, build_tiny_vlm, load_tiny_vlm, generate
+from .rewards import box_iou, parse_boxes
 
 # %% auto #0
 __all__ = ['SCENE_COLOURS', 'SCENE_SHAPES', 'SCENE_SIZES', 'POSITIONS', 'SCENE_KINDS', 'PROTOCOL_HINT', 'QUESTION_KINDS',
            'TINY_BASE_FILES', 'SceneObject', 'Scene', 'position_name', 'draw_scene', 'describe_object', 'box_text',
            'question_kinds', 'scene_qa', 'target_text', 'messages', 'sft_batch', 'PerceptionHead', 'head_targets',
-           'merged_image_features', 'head_loss', 'warm_vision', 'scene_sampler', 'train_sft', 'box_iou', 'first_box',
+           'merged_image_features', 'head_loss', 'warm_vision', 'scene_sampler', 'train_sft', 'first_box',
            'eval_scenes', 'pretrain_corpus', 'PretrainConfig', 'file_hashes', 'build_pretrained_base', 'verify_base',
            'tiny_base_path', 'load_pretrained_base', 'demonstration', 'dataset_sampler']
 
@@ -370,17 +371,10 @@ def train_sft(model, processor, sampler, rng: np.random.Generator,
     return hist
 
 # %% ../nbs/07_pretrain.ipynb #34e6d566
-def box_iou(a, b) -> float:
-    "Intersection over union of two [x1, y1, x2, y2] boxes (0 when either is degenerate)."
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1]) + max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
 def first_box(text) -> list[float] | None:
-    "The first four numbers in `text` as a box, or None."
-    nums = re.findall(r"-?\d+(?:\.\d+)?", text or "")
-    return [float(v) for v in nums[:4]] if len(nums) >= 4 else None
+    "The first box in `text` as a list, or None (the accuracy of scene boxes uses the reward module's parser and IoU)."
+    boxes = parse_boxes(text)
+    return list(boxes[0][0]) if boxes else None
 
 def eval_scenes(model, processor, n_per_kind: int = 20, seed: int = 12345, image_size: int = 56,
                 batch_size: int = 32, max_new_tokens: int = 48) -> dict:
