@@ -1,6 +1,7 @@
-"""Perception pre-training: bit-for-bit reproducibility at a toy budget, the committed base's manifest, scene invariants."""
+"""Pre-training: bit-for-bit reproducibility at a toy budget, the committed base (manifest, tokenizer, what it can do),
+scene and question invariants."""
 import json, shutil
-from pathlib import Path
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -8,10 +9,12 @@ from hypothesis import given, settings, strategies as st
 
 from vrft_aug.core import parse_completion
 from vrft_aug.pretrain import (PretrainConfig, SCENE_KINDS, build_pretrained_base, draw_scene, question_kinds, scene_qa,
-                               target_text, tiny_base_path, verify_base, load_pretrained_base, messages, TINY_BASE_FILES)
-from vrft_aug.tiny import generate
+                               reading_qa, rotate_definitions, fits, target_text, tiny_base_path, verify_base,
+                               load_pretrained_base, messages, max_tokens_per_word, eval_perception,
+                               TINY_BASE_FILES)
+from vrft_aug.rewards import box_iou, parse_boxes
 
-TOY = PretrainConfig(warm_steps=2, warm_batch=4, sft_steps=2, sft_batch=4, eval_per_kind=0)
+TOY = PretrainConfig(size="test", steps=2, batch_size=4, reading_batch_size=2, eval_every=0, eval_n=0, synthmed_n=0)
 
 
 def test_toy_build_is_bit_for_bit(tmp_path):
@@ -20,26 +23,43 @@ def test_toy_build_is_bit_for_bit(tmp_path):
     c = build_pretrained_base(tmp_path / "c", seed=1, config=TOY, log=None)
     ha, hb, hc = (verify_base(p)["sha256"] for p in (a, b, c))
     assert set(ha) == set(TINY_BASE_FILES)
-    assert ha == hb                                    # same seed, same bytes
+    assert ha == hb                                    # same seed, same bytes (with the config's 2 threads)
     assert ha["model.safetensors"] != hc["model.safetensors"]   # another seed, other weights
     assert ha["tokenizer.json"] == hc["tokenizer.json"]         # the tokenizer does not depend on the seed
     m = json.loads((a / "manifest.json").read_text())
-    assert m["seed"] == 0 and m["config"]["warm_steps"] == 2 and m["seconds"]["total"] > 0
+    assert m["seed"] == 0 and m["config"]["steps"] == 2 and m["seconds"]["total"] > 0
+    assert m["tokenizer"]["max_tokens_per_class_name_word"] <= 3
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_pretrained_base()
 
 
 def test_committed_base_matches_its_manifest():
     path = tiny_base_path()
     m = verify_base(path)
     assert set(TINY_BASE_FILES) <= set(m["sha256"])
-    assert m["config"]["warm_steps"] > 0 and m["config"]["sft_steps"] > 0
-    assert m["seconds"]["total"] <= 20 * 60 * 2, m["seconds"]   # 20 min budget (x2 slack for a shared machine)
-    assert sum(f.stat().st_size for f in path.iterdir()) < 5_000_000
-    model, proc = load_pretrained_base()
-    rng = np.random.default_rng(7)
-    scenes = [draw_scene(rng, k) for k in SCENE_KINDS for _ in range(3)]
-    qas = [scene_qa(s, rng) for s in scenes]
-    outs = generate(model, proc, [s.image for s in scenes], [messages(q["question"]) for q in qas], max_new_tokens=48)
-    assert sum(parse_completion(o).well_formed for o in outs) >= 8, outs
+    assert m["config"] == asdict(PretrainConfig())          # the defaults are the committed recipe
+    assert m["seconds"]["total"] <= 60 * 60, m["seconds"]    # one command, at most an hour on 2 cores
+    assert sum(f.stat().st_size for f in path.iterdir()) < 50_000_000
+
+
+def test_committed_tokenizer_covers_every_class_name(base):
+    _, proc = base
+    n, word = max_tokens_per_word(proc.tokenizer)
+    assert n <= 3, (n, word)
+
+
+def test_committed_base_sees(base):
+    """What the base brings, measured afresh on scenes no run has used (seeds differ from the manifest's). Thresholds sit
+    well above chance (colour 1/14, size 1/3, a random box ~0.05 IoU) and below the manifest's figures; reading is not
+    asserted: the committed base does not read yet (README, issue 12)."""
+    model, proc = base
+    p = eval_perception(model, proc, n=16, seed=777)
+    assert p["colour"] >= 0.4 and p["size"] >= 0.5, p
+    assert p["box"] >= 0.15, p
+    assert p["options_valid"] >= 0.6, p                      # answers to option questions are listed options
 
 
 def test_verify_base_names_the_bad_file(tmp_path):
@@ -54,7 +74,15 @@ def test_verify_base_names_the_bad_file(tmp_path):
 
 def test_bad_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="size"): build_pretrained_base(tmp_path, config=PretrainConfig(size="huge"))
-    with pytest.raises(ValueError, match="sft_steps"): build_pretrained_base(tmp_path, config=PretrainConfig(sft_steps=-1))
+    with pytest.raises(ValueError, match="steps"): build_pretrained_base(tmp_path, config=PretrainConfig(steps=-1))
+    with pytest.raises(ValueError, match="reading_share"): build_pretrained_base(tmp_path, config=PretrainConfig(reading_share=2))
+    with pytest.raises(ValueError, match="model_image_size"): build_pretrained_base(tmp_path, config=PretrainConfig(model_image_size=100))
+    with pytest.raises(ValueError, match="reading_mix"): build_pretrained_base(tmp_path, config=PretrainConfig(reading_mix={"pair": 1}))
+
+
+def _resolve(qa):
+    a = qa["answer"]
+    return qa["options"][ord(a) - 65] if qa["options"] and a not in qa["options"] else a
 
 
 @settings(max_examples=60, deadline=None)
@@ -66,7 +94,25 @@ def test_scene_answers_follow_the_drawing(seed, kind):
         qa = scene_qa(s, rng, qk)
         p = parse_completion(target_text(qa))
         assert p.well_formed and p.answer == qa["answer"]
-        if qk == "count": assert int(qa["answer"]) == sum(o.colour == s.focus for o in s.objects)
-        if qk == "total": assert int(qa["answer"]) == len(s.objects)
-        if qk == "box": assert qa["answer"] in {"[" + ", ".join(map(str, o.box)) + "]" for o in s.objects}
-        if qk == "colour": assert qa["answer"] in {o.colour for o in s.objects}
+        ans = _resolve(qa)
+        if qk == "count": assert int(ans) == sum(o.colour == s.focus for o in s.objects)
+        if qk == "total": assert int(ans) == len(s.objects)
+        if qk == "colour" and len(s.objects) == 1: assert ans == s.objects[0].colour
+        if qk == "box":
+            b = [v / 2 for v in parse_boxes(ans)[0][0]]
+            assert max(box_iou(b, o.box) for o in s.objects) > 0.95
+        if qk == "inner_count": assert int(ans) == s.objects[0].n_inner
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(("single", "count", "composite")))
+def test_reading_has_exactly_one_fitting_definition_and_rotation_moves_it(seed, kind):
+    rng = np.random.default_rng(seed)
+    s = draw_scene(rng, kind)
+    qa = reading_qa(s, rng, n_classes=4)
+    fitting = [n for n, a in zip(qa["names"], qa["attrs"]) if fits(s, a)]
+    assert fitting == [_resolve(qa)]
+    rot = rotate_definitions(qa)
+    lines = {l[2:].split(": ", 1)[0]: l.split(": ", 1)[1] for l in rot["question"].split("\n") if l.startswith("- ") and ": " in l}
+    orig = {l[2:].split(": ", 1)[0]: l.split(": ", 1)[1] for l in qa["question"].split("\n") if l.startswith("- ") and ": " in l}
+    assert lines[rot["follow"]] == orig[fitting[0]]          # the fitting description now stands beside `follow`

@@ -129,6 +129,10 @@ TINY_SIZES = {
     "small": TinySize(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
                       intermediate_size=256, vision_hidden_size=64, vision_depth=4, vision_heads=4,
                       vision_intermediate_size=128),
+    # the committed base (vrft_aug.pretrain): "small" with a wider MLP, 1.3 M parameters
+    "base": TinySize(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                     intermediate_size=384, vision_hidden_size=64, vision_depth=4, vision_heads=4,
+                     vision_intermediate_size=128),
 }
 
 def _mrope_section(head_dim: int) -> list[int]:
