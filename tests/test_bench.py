@@ -188,3 +188,10 @@ def test_points_and_split_helpers():
     assert split_step(rec, "cpu") == dict(step_s=0.5, generation_s=0.2, scoring_s=0.05, other_prep_s=pytest.approx(0.05),
                                           update_s=pytest.approx(0.2))
     assert median([3, None, 1, 2]) == 2 and math.isnan(median([]))
+
+@pytest.mark.slow
+def test_pretrain_probe_quick(tmp_path):
+    res = _run("pretrain_probe.py", tmp_path, "--quick", "--threads", "1")
+    assert res["steps"] == 3 and [r["probe_weight"] for r in res["runs"]] == [0.0, 1.0]
+    for r in res["runs"]:
+        _positive(r["answer_loss_last25"]); _positive(r["seconds"]); assert 0 <= r["colour_accuracy"] <= 1
