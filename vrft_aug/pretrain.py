@@ -163,6 +163,23 @@ def _inside(paint: _Painter, rng, cx, cy, r, inner, inner_colour, n_inner, speck
     for a, b in pts: paint("ellipse", [a - rs, b - rs, a + rs, b + rs], inner_colour, tone=tone)
     return len(pts)
 
+def _place(paint: _Painter, rng, C: float, placed: list, objs: list, shape: str, colour: str, size: str,
+           r: float | None = None, centre: bool = False, **inner) -> None:
+    "Draw one object (near the centre, or at a free spot) with what it holds; append it to `objs` (skip if no room)."
+    r = rng.uniform(*SIZES[size]) / 2 * C if r is None else r
+    spot = ((C / 2 + rng.uniform(-.06, .06) * C, C / 2 + rng.uniform(-.06, .06) * C) if centre
+            else _free_spot(rng, C, r, placed))
+    if spot is None: return
+    alone = _Painter(rng, size=(C, C))              # the outline alone, for its tight box
+    _draw_object(alone, shape, colour, *spot, r)
+    bb = alone.shape.getbbox()
+    if bb is None: return
+    _draw_object(paint, shape, colour, *spot, r)
+    n = _inside(paint, rng, *spot, r, **inner) if inner else 0
+    placed.append((*spot, r))
+    box = (int(bb[0] // _SUPER), int(bb[1] // _SUPER), int(-(-bb[2] // _SUPER)), int(-(-bb[3] // _SUPER)))
+    objs.append(SceneObject(shape, colour, size, box, **({**inner, "n_inner": n} if inner else {})))
+
 # %% ../nbs/07_pretrain.ipynb #c012
 def draw_scene(rng: np.random.Generator, # the only source of randomness
                kind: str = "single",     # one of SCENE_KINDS
@@ -180,20 +197,7 @@ def draw_scene(rng: np.random.Generator, # the only source of randomness
     back, paint = _Painter(rng, canvas), _Painter(rng, canvas)   # `back`: what lies behind the objects
     objs, placed, focus = [], [], None
 
-    def put(shape, colour, size, r=None, centre=False, **inner):
-        r = rng.uniform(*SIZES[size]) / 2 * C if r is None else r
-        spot = ((C / 2 + rng.uniform(-.06, .06) * C, C / 2 + rng.uniform(-.06, .06) * C) if centre
-                else _free_spot(rng, C, r, placed))
-        if spot is None: return
-        alone = _Painter(rng, size=(C, C))              # the outline alone, for its tight box
-        _draw_object(alone, shape, colour, *spot, r)
-        bb = alone.shape.getbbox()
-        if bb is None: return
-        _draw_object(paint, shape, colour, *spot, r)
-        n = _inside(paint, rng, *spot, r, **inner) if inner else 0
-        placed.append((*spot, r))
-        box = (int(bb[0] // _SUPER), int(bb[1] // _SUPER), int(-(-bb[2] // _SUPER)), int(-(-bb[3] // _SUPER)))
-        objs.append(SceneObject(shape, colour, size, box, **({**inner, "n_inner": n} if inner else {})))
+    put = lambda *a, **kw: _place(paint, rng, C, placed, objs, *a, **kw)
 
     if kind == "single": put(str(rng.choice(SHAPES)), main[0], str(rng.choice(list(SIZES))))
     elif kind == "pair":
