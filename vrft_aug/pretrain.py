@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from PIL import Image, ImageDraw
 
 from .core import parse_completion, normalize_answer
-from .tiny import TINY_SIZES, TinySize, default_corpus, train_tiny_tokenizer, make_processor, tiny_config, load_tiny_vlm, generate
+from .tiny import TINY_SIZES, default_corpus, train_tiny_tokenizer, make_processor, tiny_config, load_tiny_vlm, generate
 from .prompts import load_templates
 from .rewards import box_iou, parse_boxes
 
@@ -481,11 +480,8 @@ _WORDS = tuple(("apple river stone cloud lamp garden button candle marble pepper
 # %% ../nbs/07_pretrain.ipynb #c030
 def knowledge_class_names() -> list[str]:
     "Every class name in every knowledge file shipped with the package."
-    names = []
-    kdir = resources.files("vrft_aug") / "knowledge"
-    for f in sorted(kdir.iterdir(), key=lambda p: p.name):
-        if f.name.endswith((".yaml", ".yml")): names += [str(c["name"]) for c in yaml.safe_load(f.read_text(encoding="utf-8"))["classes"]]
-    return names
+    from vrft_aug.knowledge import available_knowledge, load_knowledge
+    return [str(n) for k in available_knowledge() for n in load_knowledge(k).class_names]
 
 def name_words(name: str) -> list[str]:
     "The pieces Qwen's pre-tokenizer cuts a name into (words with their leading space, punctuation)."
@@ -496,7 +492,8 @@ def name_words(name: str) -> list[str]:
 def pretrain_corpus(n_examples: int = 1500, repeat_names: int = 10) -> list[str]:
     "Tokenizer text of the base: package text, scene questions and completions (fixed seed), class names in option and answer form."
     rng, texts = np.random.default_rng(20260214), list(default_corpus())
-    while len(texts) < len(default_corpus()) + n_examples:
+    target = len(texts) + n_examples
+    while len(texts) < target:
         s = draw_scene(rng, SCENE_KINDS[len(texts) % 4])
         qa = reading_qa(s, rng) if len(texts) % 2 == 0 else (scene_qa(s, rng) if question_kinds(s) else None)
         if qa: texts.append(qa["question"] + " " + target_text(qa))
