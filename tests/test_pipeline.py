@@ -59,11 +59,29 @@ def test_invalid_config_fails_before_training(tmp_path):
     assert r.returncode == 2 and "stages.1.rewards.format=-1" in r.stderr, r.stderr
     assert not (tmp_path / "x").exists(), "nothing may be written for an invalid config"
 
-@pytest.mark.parametrize("name", ["single_gpu", "ddp", "zero2", "zero3"])
+ACCELERATE = ROOT / "vrft_aug" / "configs" / "accelerate"
+KINDS = {"single_gpu": "NO", "ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "multi_node_zero3": "DEEPSPEED"}
+
+def test_every_accelerate_config_is_checked():
+    assert sorted(p.stem for p in ACCELERATE.glob("*.yaml")) == sorted(KINDS)
+
+@pytest.mark.parametrize("name", sorted(KINDS))
 def test_accelerate_configs_load(name):
     from accelerate.commands.config.config_args import load_config_from_file
-    cfg = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+    cfg = load_config_from_file(str(ACCELERATE / f"{name}.yaml"))
     assert cfg.mixed_precision == "bf16"
-    want = {"single_gpu": "NO", "ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}[name]
-    assert str(cfg.distributed_type).endswith(want), cfg.distributed_type
-    if name.startswith("zero"): assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
+    assert str(cfg.distributed_type).endswith(KINDS[name]), cfg.distributed_type
+    if "zero" in name: assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
+
+def test_multi_node_launch_resolves_per_node():
+    "What accelerate launch makes of the multi-node config on node 1: 8 GPU processes of 16, rendezvous at the main node."
+    from accelerate.commands.launch import launch_command_parser, _validate_launch_command
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+    args = launch_command_parser().parse_args(["--config_file", str(ACCELERATE / "multi_node_zero3.yaml"),
+                                               "--machine_rank", "1", "--main_process_ip", "10.0.0.1", "train.py"])
+    args, defaults, _ = _validate_launch_command(args)
+    args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)   # as launch_command sets it
+    _, env = prepare_deepspeed_cmd_env(args)
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
+    assert args.rdzv_endpoint == "10.0.0.1:29500" and args.deepspeed_multinode_launcher == "standard"
+    assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3"

@@ -1,4 +1,4 @@
-"""`vrft-aug train | eval | grid | report | build-tiny | data | demo`
+"""`vrft-aug train | eval | grid | report | configs | build-tiny | data | demo`
 
 Docs: https://github.com/vrft-aug/vrft_aug/cli.html.md"""
 
@@ -6,16 +6,16 @@ Docs: https://github.com/vrft-aug/vrft_aug/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #a621e47c
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, shutil, sys, time
 from dataclasses import fields, MISSING
 from pathlib import Path
 
 from .pipeline import (RunConfig, StageConfig, resolve_config, run, grid, report, available_presets,
-                               evaluate_model, load_split, resolve_model)
+                               evaluate_model, load_split, resolve_model, shipped_configs)
 
 # %% auto #0
-__all__ = ['DEMO_GRID', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_grid', 'cmd_report', 'cmd_build_tiny', 'cmd_data', 'cmd_demo',
-           'main']
+__all__ = ['DEMO_GRID', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_grid', 'cmd_report', 'cmd_configs', 'cmd_build_tiny',
+           'cmd_data', 'cmd_demo', 'main']
 
 # %% ../nbs/11_cli.ipynb #ad9ae415
 _SKIP = {"stages", "stage_defaults", "preset", "scale", "description"}
@@ -38,7 +38,8 @@ def _add_config_options(p: argparse.ArgumentParser):
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override any field by dotted path, e.g. stages.1.steps=30 or stage_defaults.grpo.beta=0.04. "
                         f"Stage fields (None = from the scale's stage_defaults): {stage_lines}")
-    p.add_argument("--configs", default=None, help="configs folder with cpu.yaml, gpu.yaml and presets/ (default: the repository's)")
+    p.add_argument("--configs", default=None, help="a folder of your own whose cpu.yaml, gpu.yaml and presets/*.yaml "
+                   "override the shipped ones file by file (or set $VRFT_CONFIGS; see `vrft-aug configs`)")
 
 def _overrides(args) -> dict:
     o = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("root", help="folder with runs")
     r.add_argument("--out", default=None, help="report folder (default: ROOT/report)")
     r.add_argument("--metric", default=None, help="metric to tabulate (default: each task's primary metric)")
+
+    c = sub.add_parser("configs", help="print where the shipped presets, scale files and accelerate configs are, "
+                       "or copy them into a folder of your own", formatter_class=fmt)
+    c.add_argument("name", nargs="?", default=None, help="a file in it (e.g. accelerate/zero3.yaml): print its path")
+    c.add_argument("--copy", default=None, metavar="DIR", help="copy the shipped configs into DIR (new or empty) to edit")
 
     b = sub.add_parser("build-tiny", help="build the tiny Qwen2.5-VL offline (random, or perception-pretrained)",
                        formatter_class=fmt)
@@ -149,6 +155,22 @@ def cmd_report(args):
     print((out / "results.md").read_text()); print(f"report written to {out}")
     return 0
 
+def cmd_configs(args):
+    src = shipped_configs()
+    if args.copy:
+        dst = Path(args.copy)
+        if dst.exists() and any(dst.iterdir()): raise FileExistsError(f"--copy {dst}: the folder exists and is not empty")
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+        print(f"copied {src} to {dst}: edit the files there, then pass --configs {dst} (or set VRFT_CONFIGS={dst})")
+    elif args.name:
+        p = src / args.name
+        if not p.is_file():
+            have = sorted(f.relative_to(src).as_posix() for f in src.rglob("*.yaml"))
+            raise FileNotFoundError(f"{args.name}: no such file in {src}; there are {', '.join(have)}")
+        print(p)
+    else: print(src)
+    return 0
+
 def cmd_build_tiny(args):
     if args.pretrain:
         from vrft_aug.pretrain import build_pretrained_base
@@ -191,8 +213,8 @@ def cmd_demo(args):
     print(f"demo finished in {time.perf_counter() - t0:.0f}s; runs in {out}/, report (results.md, results.csv, plots) in {rep}/")
     return 0
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grid": cmd_grid, "report": cmd_report, "build-tiny": cmd_build_tiny,
-            "data": cmd_data, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grid": cmd_grid, "report": cmd_report, "configs": cmd_configs,
+            "build-tiny": cmd_build_tiny, "data": cmd_data, "demo": cmd_demo}
 
 def main(argv=None) -> int:
     "Entry point of the `vrft-aug` console script."

@@ -20,10 +20,11 @@ from .prompts import make_prompt_fn, VARIANTS
 from .rewards import REWARD_FACTORIES
 
 # %% auto #0
-__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig', 'configs_dir',
-           'available_presets', 'dataset_task', 'stage_prompt', 'stage_rewards', 'validate', 'resolve_config',
-           'load_split', 'tiny_base_dir', 'resolve_model', 'prompt_fn_for', 'stage_key', 'stage_dirs', 'load_processor',
-           'run_stage', 'run_dir', 'evaluate_model', 'run', 'grid', 'collect_runs', 'results_table', 'report']
+__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig',
+           'shipped_configs', 'config_dirs', 'find_config', 'available_presets', 'dataset_task', 'stage_prompt',
+           'stage_rewards', 'validate', 'resolve_config', 'load_split', 'tiny_base_dir', 'resolve_model',
+           'prompt_fn_for', 'stage_key', 'stage_dirs', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model',
+           'run', 'grid', 'collect_runs', 'results_table', 'report']
 
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
 STAGE_KINDS = ("sft", "grpo")
@@ -54,7 +55,7 @@ class StageConfig:
 @dataclass
 class RunConfig:
     "Everything that determines a run. Field comments are the CLI's help text."
-    preset: str = "vrft"                  # name of a file in configs/presets/
+    preset: str = "vrft"                  # name of a file in presets/ (see `available_presets`)
     scale: str = "cpu"                    # "cpu" (tiny base, SynthMed) or "gpu" (Qwen2.5-VL-3B, MedMNIST)
     description: str = ""                 # what the preset is (from the preset file)
     model: str = "tiny-base"              # "tiny-base", "tiny-random[:size]", a checkpoint folder or a hub id
@@ -88,18 +89,25 @@ class RunConfig:
     def name(self) -> str: return self.run_name or f"{self.preset}/{self.dataset}/seed{self.seed}"
 
 # %% ../nbs/10_pipeline.ipynb #39315e06
-def configs_dir(configs=None) -> Path:
-    "The folder holding `cpu.yaml`, `gpu.yaml` and `presets/`."
-    import vrft_aug
-    repo = Path(vrft_aug.__file__).resolve().parent.parent / "configs"   # an editable install / a checkout
-    for c in (configs, os.environ.get("VRFT_CONFIGS"), repo, Path.cwd() / "configs"):
-        if c and (Path(c) / "presets").is_dir(): return Path(c)
-    raise FileNotFoundError("no configs folder with presets/ found: pass configs=... or set $VRFT_CONFIGS "
-                            "(the repository's configs/ folder)")
+def shipped_configs() -> Path:
+    "The configs folder inside the package: `cpu.yaml`, `gpu.yaml`, `presets/` and `accelerate/`."
+    from importlib import resources
+    return Path(str(resources.files("vrft_aug") / "configs"))
+
+def config_dirs(configs=None) -> list[Path]:
+    "Where scale files and presets are looked up, first match wins: the user's folder, then the shipped one."
+    user, origin = (configs, "configs") if configs else (os.environ.get("VRFT_CONFIGS"), "$VRFT_CONFIGS")
+    if not user: return [shipped_configs()]
+    if not Path(user).is_dir(): raise FileNotFoundError(f"{origin}={user}: no such folder")
+    return [Path(user), shipped_configs()]
+
+def find_config(name: str, configs=None) -> Path | None:
+    "The first file `name` (`cpu.yaml`, `presets/vrft.yaml`) in `config_dirs(configs)`, or None."
+    return next((d / name for d in config_dirs(configs) if (d / name).is_file()), None)
 
 def available_presets(configs=None) -> list[str]:
-    "Names of the preset files."
-    return sorted(p.stem for p in (configs_dir(configs) / "presets").glob("*.yaml"))
+    "Names of the preset files, the user's and the shipped ones."
+    return sorted({p.stem for d in config_dirs(configs) for p in (d / "presets").glob("*.yaml")})
 
 def _read_yaml(path: Path) -> dict:
     try: d = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -233,15 +241,16 @@ def validate(cfg: RunConfig) -> RunConfig:
 def resolve_config(preset: str = "vrft",     # a preset name, or a path to a preset YAML file
                    scale: str = "cpu",       # "cpu" or "gpu": which scale file to start from
                    overrides: dict | None = None, # field -> value; dotted paths reach into stages (stages.1.steps)
-                   configs=None,             # the configs folder (default: see `configs_dir`)
+                   configs=None,             # a folder of one's own that overrides the shipped files
                   ) -> RunConfig:
     "Merge defaults < scale file < preset < overrides into a validated `RunConfig`."
-    cdir = configs_dir(configs)
-    scale_file = cdir / f"{scale}.yaml"
-    if not scale_file.exists(): raise ValueError(f"scale={scale!r}: no {scale_file}")
-    ppath = Path(preset) if str(preset).endswith((".yaml", ".yml")) else cdir / "presets" / f"{preset}.yaml"
-    if not ppath.exists():
-        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets(configs))}")
+    scale_file = find_config(f"{scale}.yaml", configs)
+    if scale_file is None: raise ValueError(f"scale={scale!r}: no {scale}.yaml in {', '.join(map(str, config_dirs(configs)))}")
+    if str(preset).endswith((".yaml", ".yml")):
+        ppath = Path(preset)
+        if not ppath.is_file(): raise FileNotFoundError(f"preset file {ppath} does not exist")
+    else: ppath = find_config(f"presets/{preset}.yaml", configs)
+    if ppath is None: raise ValueError(f"unknown preset {preset!r}; available: {', '.join(available_presets(configs))}")
     d: dict = {}
     for layer, origin in ((_read_yaml(scale_file), scale_file), (_read_yaml(ppath), ppath)):
         for k, v in layer.items():
@@ -302,8 +311,26 @@ def tiny_base_dir() -> Path:
     from importlib import resources
     return Path(str(resources.files("vrft_aug") / "assets" / "tiny_base"))
 
+def _model_folder(m: str) -> str:
+    "`m` checked as a model folder: it exists, is a folder, and holds a readable config.json (what save_pretrained writes)."
+    p = Path(m).expanduser()
+    if not p.exists(): raise FileNotFoundError(f"model={m!r}: the folder {p} does not exist")
+    if not p.is_dir(): raise ValueError(f"model={m!r}: {p} is a file, not a model folder")
+    cfg_file = p / "config.json"
+    if not cfg_file.is_file():
+        raise ValueError(f"model={m!r}: {p} has no config.json, so it is not a saved model (expected a folder written by "
+                         f"save_pretrained, e.g. a stage's final/ folder)")
+    try: json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e: raise ValueError(f"model={m!r}: cannot read {cfg_file} ({e})") from None
+    return str(p)
+
+def _is_hub_id(m: str) -> bool:
+    "`org/name` as the hub spells model ids (a path has a leading / . ~, more than one part, or a backslash)."
+    import re
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", m) is not None and not m.startswith(".")
+
 def resolve_model(cfg: RunConfig) -> str:
-    "A loadable model path (or hub id) for `cfg.model`."
+    "A loadable model path (or hub id) for `cfg.model`; a missing or unreadable folder fails here, naming it."
     m = cfg.model
     if m == TINY_BASE:
         p = tiny_base_dir()
@@ -316,7 +343,8 @@ def resolve_model(cfg: RunConfig) -> str:
         p = Path(cfg.output_dir) / "_models" / f"tiny-random-{size}-seed{cfg.seed}"
         if not (p / "config.json").exists(): build_tiny_vlm(p, seed=cfg.seed, size=size)
         return str(p)
-    return m
+    if _is_hub_id(m) and not Path(m).exists(): return m
+    return _model_folder(m)
 
 def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
     "The prompt builder of a stage (knowledge file and options from the run config)."
@@ -487,12 +515,13 @@ def run(cfg: RunConfig,               # a resolved config (see `resolve_config`)
     if rd.exists() and any(rd.iterdir()) and not (overwrite or resume):
         raise FileExistsError(f"{rd} exists: pass --overwrite to replace it or --resume to continue it")
     if overwrite and not resume and state.is_main_process and rd.exists(): shutil.rmtree(rd)
+    t0 = time.perf_counter()
+    model_path = resolve_model(cfg)   # a missing model folder fails before the run folder is written
     state.wait_for_everyone()
     rd.mkdir(parents=True, exist_ok=True)
     if state.is_main_process:
         _atomic_write(rd / "config.yaml", yaml.safe_dump(asdict(cfg), sort_keys=False))
-    t0 = time.perf_counter()
-    model_path, dirs = resolve_model(cfg), stage_dirs(cfg)
+    dirs = stage_dirs(cfg)
     if state.is_main_process: _atomic_write(rd / "stages.json", json.dumps([str(d) for d in dirs], indent=1))
     for i, d in enumerate(dirs):
         if overwrite and not resume and (d / "done.json").exists() is False and d.exists() and state.is_main_process:
