@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 export MPLBACKEND=Agg
 
-.PHONY: install test demo export clean-nbs lint
+.PHONY: install test demo docs export clean-nbs lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,14 @@ test: $(STAMP) $(BROWSER)
 
 demo: $(STAMP)
 	$(BIN)/vrft-aug demo
+
+# The documentation site in _docs/ (open _docs/index.html): every notebook executed (`#| slow` cells skipped; cached in
+# _proc/docs_exec/ until the notebook or the library changes) and rendered, plus an API page per module. Sphinx + MyST-NB,
+# because nbdev's Quarto builder cannot be installed on these machines (see README). `make docs DOCS_FLAGS=--slow` runs
+# the slow cells too (a few minutes more).
+DOCS_FLAGS ?=
+docs: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python docs/build_site.py --out _docs $(DOCS_FLAGS)
 
 export: $(STAMP)
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean

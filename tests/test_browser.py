@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
-from jupyter_page import CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT, displayed_advantages, favoured_label, \
-    drag_slider_to_start, run_all_cells, wait_idle  # noqa: E402
+from jupyter_page import displayed_advantages, favoured_label, drag_slider_to_start, launch_chromium, run_all_cells, \
+    wait_idle  # noqa: E402
 
 NOTEBOOK = ROOT / "tutorials" / "01_rewards.ipynb"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -69,18 +69,6 @@ def jupyterlab():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _launch_browser(pw):
-    exe = os.environ.get("VRFT_CHROMIUM", CHROMIUM)
-    if not Path(exe).is_file():
-        pytest.fail(f"Chromium not found at {exe}. Install Debian's package: `{INSTALL_HINT}` "
-                    "(or set VRFT_CHROMIUM to a Chromium binary); the browser test does not download browsers.")
-    try:
-        return pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
-    except Exception as e:
-        pytest.fail(f"Chromium at {exe} could not start ({type(e).__name__}: {str(e).splitlines()[0]}). "
-                    f"Reinstall it with `{INSTALL_HINT}`.")
-
-
 def test_explorer_in_jupyterlab(jupyterlab, capsys):
     try: from playwright.sync_api import sync_playwright
     except ImportError:
@@ -89,7 +77,7 @@ def test_explorer_in_jupyterlab(jupyterlab, capsys):
     shot = ARTIFACTS / "browser_reward_explorer.png"
     t0 = time.monotonic()
     with sync_playwright() as pw:
-        browser = _launch_browser(pw)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"{jupyterlab['url']}/lab/tree/{jupyterlab['notebook']}?token={jupyterlab['token']}")

@@ -1,11 +1,27 @@
-"""Playwright helpers for driving JupyterLab 4 and the vrft_aug widgets in Debian's headless Chromium."""
-import re, time
+"""Playwright helpers for driving JupyterLab 4, the vrft_aug widgets and the docs site in Debian's headless Chromium."""
+import os, re, time
+from pathlib import Path
+
+import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_HINT = "apt-get update && apt-get install -y chromium"
 # Headless, as root, on a machine without network: no sandbox, no GPU, no background connections to Google.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def launch_chromium(pw):
+    "Debian's Chromium under Playwright; a test fails (never skips) with the install command when it cannot start."
+    exe = os.environ.get("VRFT_CHROMIUM", CHROMIUM)
+    if not Path(exe).is_file():
+        pytest.fail(f"Chromium not found at {exe}. Install Debian's package: `{INSTALL_HINT}` "
+                    "(or set VRFT_CHROMIUM to a Chromium binary); the browser test does not download browsers.")
+    try:
+        return pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
+    except Exception as e:
+        pytest.fail(f"Chromium at {exe} could not start ({type(e).__name__}: {str(e).splitlines()[0]}). "
+                    f"Reinstall it with `{INSTALL_HINT}`.")
 
 
 def run_all_cells(page, timeout_s: float = 60):
