@@ -22,8 +22,8 @@ from .rewards import REWARD_FACTORIES
 # %% auto #0
 __all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig',
            'shipped_configs', 'config_dirs', 'find_config', 'available_presets', 'dataset_task', 'stage_prompt',
-           'stage_rewards', 'validate', 'resolve_config', 'load_split', 'tiny_base_dir', 'resolve_model',
-           'prompt_fn_for', 'stage_key', 'stage_dirs', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model',
+           'stage_rewards', 'validate', 'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir',
+           'resolve_model', 'stage_key', 'stage_dirs', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model',
            'run', 'grid', 'collect_runs', 'results_table', 'report']
 
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
@@ -304,6 +304,14 @@ def load_split(cfg: RunConfig, name: str, split: str) -> MedDataset:
     if not folder.is_dir(): raise FileNotFoundError(f"dataset {name!r}: image folders need a {split}/ sub-folder ({folder})")
     return _subset(from_image_folder(folder, split=split, image_size=cfg.image_size, name=Path(name).name), n, seed)
 
+def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
+    "The prompt builder of a stage (knowledge file and options from the run config)."
+    kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
+    kw = dict(options=cfg.options, seed=cfg.seed)
+    if variant == "localization" and processor is not None: kw["image_size"] = processor  # boxes in the model's frame
+    return make_prompt_fn(variant, kb, **kw)
+
+# %% ../nbs/10_pipeline.ipynb #cf287594
 TINY_BASE = "tiny-base"
 
 def tiny_base_dir() -> Path:
@@ -324,10 +332,15 @@ def _model_folder(m: str) -> str:
     except (OSError, ValueError) as e: raise ValueError(f"model={m!r}: cannot read {cfg_file} ({e})") from None
     return str(p)
 
-def _is_hub_id(m: str) -> bool:
-    "`org/name` as the hub spells model ids (a path has a leading / . ~, more than one part, or a backslash)."
+def _hub_id(m: str) -> bool:
+    "`m` reads as a hub id (`org/name`), not a path: one slash, no leading `/ . ~`, and no local folder `org/`."
     import re
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", m) is not None and not m.startswith(".")
+    return re.fullmatch(r"[\w-][\w.-]*/[\w.-]+", m) is not None and not Path(m).exists() and not Path(m).parent.is_dir()
+
+def _offline() -> bool:
+    "The hub is switched off (as transformers reads it)."
+    flags = (os.environ.get(k, "").strip().lower() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(f in ("1", "true", "yes", "on") for f in flags)
 
 def resolve_model(cfg: RunConfig) -> str:
     "A loadable model path (or hub id) for `cfg.model`; a missing or unreadable folder fails here, naming it."
@@ -343,15 +356,14 @@ def resolve_model(cfg: RunConfig) -> str:
         p = Path(cfg.output_dir) / "_models" / f"tiny-random-{size}-seed{cfg.seed}"
         if not (p / "config.json").exists(): build_tiny_vlm(p, seed=cfg.seed, size=size)
         return str(p)
-    if _is_hub_id(m) and not Path(m).exists(): return m
+    if _hub_id(m):
+        if _offline():
+            from huggingface_hub import try_to_load_from_cache
+            if not isinstance(try_to_load_from_cache(m, "config.json"), str):
+                raise FileNotFoundError(f"model={m!r}: not a local folder, and the hub is off (HF_HUB_OFFLINE) while {m} "
+                                        "is not in the local hub cache: download it once online, or pass its folder")
+        return m
     return _model_folder(m)
-
-def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
-    "The prompt builder of a stage (knowledge file and options from the run config)."
-    kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
-    kw = dict(options=cfg.options, seed=cfg.seed)
-    if variant == "localization" and processor is not None: kw["image_size"] = processor  # boxes in the model's frame
-    return make_prompt_fn(variant, kb, **kw)
 
 # %% ../nbs/10_pipeline.ipynb #3c43d027
 def _digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
