@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
-from jupyter_page import displayed_advantages, favoured_label, drag_slider_to_start, launch_chromium, run_all_cells, \
+from jupyter_page import displayed_advantages, favoured_label, drag_slider_to_start, chromium, run_all_cells, \
     wait_idle  # noqa: E402
 
 NOTEBOOK = ROOT / "tutorials" / "01_rewards.ipynb"
@@ -70,14 +70,10 @@ def jupyterlab():
 
 
 def test_explorer_in_jupyterlab(jupyterlab, capsys):
-    try: from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the `playwright` Python package is missing: install the dev extra (`pip install -e '.[dev]'`)")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "browser_reward_explorer.png"
     t0 = time.monotonic()
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
+    with chromium() as browser:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"{jupyterlab['url']}/lab/tree/{jupyterlab['notebook']}?token={jupyterlab['token']}")
@@ -104,8 +100,6 @@ def test_explorer_in_jupyterlab(jupyterlab, capsys):
             except Exception: pass
             print("JupyterLab log (tail):\n" + jupyterlab["log"].read_text()[-3000:])
             raise
-        finally:
-            browser.close()
     assert after != before
     assert fav_after == "brief", f"with delta < 0 the explorer should favour 'brief', shows {fav_after!r}"
     assert after[1] < after[0], f"recitation should now rank below the brief answer: advantages {after}"

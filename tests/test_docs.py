@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
-from jupyter_page import launch_chromium  # noqa: E402
+from jupyter_page import chromium  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "docs"))
 import build_site  # noqa: E402
@@ -94,35 +94,28 @@ def served(site):
 
 
 def test_site_in_the_browser(served, capsys):
-    try: from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the `playwright` Python package is missing: install the dev extra (`pip install -e '.[dev]'`)")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "docs_api_page.png"
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            elsewhere = []
-            page.on("request", lambda r: None if r.url.startswith(served) else elsewhere.append(r.url))
-            page.goto(f"{served}/index.html")
-            assert "vrft_aug" in page.title()
-            nav = page.locator("a", has_text="grpo: the GRPO update, from scratch").first
-            nav.wait_for(state="visible", timeout=10_000)
-            page.locator("a", has_text="vrft_aug.grpo").first.click()    # landing page -> API page, as a reader goes
-            page.wait_for_url(re.compile(r"/api/vrft_aug\.grpo\.html"), timeout=10_000)
-            sig = page.locator('dt[id="vrft_aug.grpo.group_advantages"]')
-            sig.wait_for(state="visible", timeout=10_000)
-            text = " ".join(sig.inner_text().split())
-            for part in ("group_advantages(", "rewards,", "num_generations: int", "scale_rewards: str = 'group'",
-                         "eps: float = 1e-4", "Tensor"):
-                assert part in text, f"signature shows {text!r}, lacking {part!r}"
-            body = sig.locator("xpath=following-sibling::dd[1]")
-            assert "sum_then_normalize" in body.inner_text() and "advantage" in body.inner_text(), body.inner_text()
-            assert body.locator("math").count() >= 1, "the docstring's $A_i = ...$ is not rendered as maths"
-            sig.scroll_into_view_if_needed()
-            page.screenshot(path=str(shot))
-            with capsys.disabled(): print(f"\ndocs API page screenshot: {shot}")
-            assert not elsewhere, f"the pages requested something off the local site: {elsewhere[:5]}"
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        elsewhere = []
+        page.on("request", lambda r: None if r.url.startswith(served) else elsewhere.append(r.url))
+        page.goto(f"{served}/index.html")
+        assert "vrft_aug" in page.title()
+        nav = page.locator("a", has_text="grpo: the GRPO update, from scratch").first
+        nav.wait_for(state="visible", timeout=10_000)
+        page.locator("a", has_text="vrft_aug.grpo").first.click()    # landing page -> API page, as a reader goes
+        page.wait_for_url(re.compile(r"/api/vrft_aug\.grpo\.html"), timeout=10_000)
+        sig = page.locator('dt[id="vrft_aug.grpo.group_advantages"]')
+        sig.wait_for(state="visible", timeout=10_000)
+        text = " ".join(sig.inner_text().split())
+        for part in ("group_advantages(", "rewards,", "num_generations: int", "scale_rewards: str = 'group'",
+                     "eps: float = 1e-4", "Tensor"):
+            assert part in text, f"signature shows {text!r}, lacking {part!r}"
+        body = sig.locator("xpath=following-sibling::dd[1]")
+        assert "sum_then_normalize" in body.inner_text() and "advantage" in body.inner_text(), body.inner_text()
+        assert body.locator("math").count() >= 1, "the docstring's $A_i = ...$ is not rendered as maths"
+        sig.scroll_into_view_if_needed()
+        page.screenshot(path=str(shot))
+        with capsys.disabled(): print(f"\ndocs API page screenshot: {shot}")
+        assert not elsewhere, f"the pages requested something off the local site: {elsewhere[:5]}"

@@ -1,5 +1,5 @@
 """Playwright helpers for driving JupyterLab 4, the vrft_aug widgets and the docs site in Debian's headless Chromium."""
-import os, re, time
+import contextlib, os, re, time
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,18 @@ def launch_chromium(pw):
     except Exception as e:
         pytest.fail(f"Chromium at {exe} could not start ({type(e).__name__}: {str(e).splitlines()[0]}). "
                     f"Reinstall it with `{INSTALL_HINT}`.")
+
+
+@contextlib.contextmanager
+def chromium():
+    "A started Chromium browser (closed afterwards); fails with the install command when Playwright or Chromium is missing."
+    try: from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the `playwright` Python package is missing: install the dev extra (`pip install -e '.[dev]'`)")
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try: yield browser
+        finally: browser.close()
 
 
 def run_all_cells(page, timeout_s: float = 60):
