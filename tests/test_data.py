@@ -338,3 +338,22 @@ def test_trl_formats_the_prompt_with_qwen_template():
     msgs = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
     text = jinja2.Environment().from_string(tpl[0].read_text()).render(messages=msgs, add_generation_prompt=True)
     assert text.count("<|image_pad|>") == 1 and "Which of these classes" in text and text.rstrip().endswith("assistant")
+
+
+def test_paper_medmnist_is_the_forks_eight():
+    "The GPU grid's default eight are the sets the authors' likely code describes (EasyR1_Medical math_FR.py/regress_FR.py)."
+    from vrft_aug.data import PAPER_MEDMNIST, MEDMNIST_INFO
+    from vrft_aug.knowledge import available_knowledge
+    assert len(set(PAPER_MEDMNIST)) == 8 and set(PAPER_MEDMNIST) <= set(MEDMNIST_INFO) <= set(available_knowledge())
+    assert "tissuemnist" in PAPER_MEDMNIST and "pathmnist" not in PAPER_MEDMNIST and "chestmnist" not in PAPER_MEDMNIST
+
+
+def test_grid_cli_expands_paper(monkeypatch, tmp_path):
+    "`vrft-aug grid --datasets paper,synthmed-cells` passes the eight flags, then the rest, to grid()."
+    from vrft_aug import cli
+    from vrft_aug.data import PAPER_MEDMNIST
+    seen = {}
+    monkeypatch.setattr(cli, "grid", lambda presets, datasets, *a, **k: seen.update(datasets=datasets))
+    monkeypatch.setattr(cli, "report", lambda root: (tmp_path / "results.md").write_text("ok") and tmp_path)
+    cli.main(["grid", "--presets", "vrft", "--datasets", "paper,synthmed-cells", "--set", f"output_dir={tmp_path}"])
+    assert seen["datasets"] == [*PAPER_MEDMNIST, "synthmed-cells"]

@@ -24,9 +24,9 @@ from .core import THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE
 # %% auto #0
 __all__ = ['TASKS', 'FITS', 'SYNTHMED_TASKS', 'SYNTHMED_SPLITS', 'SYNTHMED_DEFAULT_N', 'CELL_BACKGROUND', 'CELL_RBC',
            'CELL_SPECS', 'CELL_SIZE_JITTER', 'FUNDUS_GRADES', 'FUNDUS', 'LESION', 'MEDMNIST_INFO', 'MEDMNIST_SIZES',
-           'MEDMNIST_SPLITS', 'IMAGE_EXTENSIONS', 'Sample', 'DatasetInfo', 'MedDataset', 'to_rgb', 'knowledge_path',
-           'synthmed_knowledge', 'synthmed_info', 'synthmed', 'medmnist_root', 'medmnist_filename', 'medmnist',
-           'write_fake_medmnist', 'from_hf', 'from_image_folder', 'plain_prompt', 'to_trl']
+           'PAPER_MEDMNIST', 'MEDMNIST_SPLITS', 'IMAGE_EXTENSIONS', 'Sample', 'DatasetInfo', 'MedDataset', 'to_rgb',
+           'knowledge_path', 'synthmed_knowledge', 'synthmed_info', 'synthmed', 'medmnist_root', 'medmnist_filename',
+           'medmnist', 'write_fake_medmnist', 'from_hf', 'from_image_folder', 'plain_prompt', 'to_trl']
 
 # %% ../nbs/01_data.ipynb #03465a5a
 TASKS = ("classification", "binary", "grading", "multilabel", "localization")
@@ -438,6 +438,10 @@ MEDMNIST_INFO = dict([
         "Sagittal abdominal CT slices (LiTS) cropped around one organ; name the organ.", "abdominal CT, sagittal view"),
 ])
 MEDMNIST_SIZES = (28, 64, 128, 224)
+# The eight 2-D sets the authors' likely code (EasyR1_Medical) writes class descriptions for
+# (verl/utils/reward_score/math_FR.py, regress_FR.py): the GPU grid's default, `--datasets paper`.
+PAPER_MEDMNIST = ("bloodmnist", "breastmnist", "dermamnist", "octmnist", "organamnist", "pneumoniamnist", "retinamnist",
+                  "tissuemnist")
 MEDMNIST_SPLITS = ("train", "val", "test")
 
 def medmnist_root(root=None) -> Path:

@@ -17,11 +17,11 @@ from sacrebleu.metrics import BLEU
 from .core import completion_text, normalize_answer, parse_completion
 
 # %% auto #0
-__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'REWARD_FACTORIES', 'NamedReward', 'format_reward', 'format_reward_no_think',
-           'make_format_reward', 'ClassMatcher', 'prompt_text', 'option_letters_from_prompt', 'accuracy_reward',
-           'parse_boxes', 'box_iou', 'box_giou', 'iou_reward', 'make_iou_reward', 'mfrs_value', 'parse_grade',
-           'mfrs_reward', 'make_mfrs_reward', 'recitation_reward', 'make_recitation_reward', 'RewardSpec',
-           'build_reward_funcs', 'GroupScores', 'score_group']
+__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'NamedReward',
+           'format_reward', 'format_reward_no_think', 'make_format_reward', 'ClassMatcher', 'prompt_text',
+           'option_letters_from_prompt', 'accuracy_reward', 'parse_boxes', 'box_iou', 'box_giou', 'iou_reward',
+           'make_iou_reward', 'mfrs_value', 'parse_grade', 'mfrs_reward', 'make_mfrs_reward', 'recitation_reward',
+           'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores', 'score_group']
 
 # %% ../nbs/04_rewards.ipynb #01519574
 def _text(c) -> str:
@@ -762,41 +762,128 @@ def _knowledge_refs(k) -> tuple:
     if isinstance(k, (list, tuple)): return tuple(str(x) for x in k if isinstance(x, str) and x.strip())
     return ()
 
+RECITATION_METRICS = ("bleu", "nltk_bleu", "rouge_l")
+RECITATION_REFERENCES = ("knowledge", "answered")
+
+@lru_cache(maxsize=4096)
+def _nltk_scorer(refs: tuple):
+    "NLTK sentence BLEU-4 with smoothing method1 on whitespace tokens (case kept): the authors' likely `compute_bleu`."
+    import warnings
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    toks, smooth = [r.split() for r in refs], SmoothingFunction().method1
+    def score(hyp: str) -> float:
+        h = hyp.split()
+        if not h: return 0.0
+        with warnings.catch_warnings():   # NLTK warns on every hypothesis without some n-gram order
+            warnings.simplefilter("ignore")
+            return 100.0 * float(sentence_bleu(toks, h, smoothing_function=smooth))
+    return score
+
+@lru_cache(maxsize=4096)
+def _rouge_scorer(refs: tuple):
+    "ROUGE-L F-measure (Google's rouge-score package, its default tokenizer), best over the references."
+    from rouge_score import rouge_scorer
+    sc = rouge_scorer.RougeScorer(["rougeL"])
+    return lambda hyp: 100.0 * max(sc.score(r, hyp)["rougeL"].fmeasure for r in refs)
+
+def _scorer(refs: tuple, metric: str, order: int, smoothing: str, smooth_value, tokenize: str):
+    if metric == "nltk_bleu": return _nltk_scorer(refs)
+    if metric == "rouge_l": return _rouge_scorer(refs)
+    return _bleu_scorer(refs, order, smoothing, smooth_value, tokenize)
+
+@lru_cache(maxsize=64)
+def _packaged_descriptions(dataset: str) -> dict:
+    "normalised class name -> description, from the knowledge file shipped for `dataset` ({} when there is none)."
+    from vrft_aug.knowledge import available_knowledge, load_knowledge
+    if dataset not in available_knowledge(): return {}
+    kb = load_knowledge(dataset)
+    return {_norm(n): kb.text(n) for n in kb.class_names}
+
+def _answered_refs(text: str, choices, aliases, dataset, descriptions) -> tuple:
+    "The description of the class the completion answers, as a one-reference tuple (() when it names no class)."
+    ans = _answer(text)
+    if ans is None or not choices: return ()
+    ch = tuple(map(str, choices))
+    k = _matcher(ch, _aliases_key(aliases), None, 12).resolve(ans)
+    if k is None or k < 0: return ()
+    table = {_norm(n): d for n, d in descriptions.items()} if isinstance(descriptions, dict) else \
+            _packaged_descriptions(str(dataset)) if dataset else {}
+    d = table.get(_norm(ch[k]))
+    return (d,) if isinstance(d, str) and d.strip() else ()
+
+def _check_recitation(order, smoothing, metric, reference, saturate_above, zero_below):
+    if smoothing not in _SMOOTHING: raise ValueError(f"smoothing must be one of {_SMOOTHING}, got {smoothing!r}")
+    if not (isinstance(order, int) and 1 <= order <= 10): raise ValueError(f"order must be an integer in 1..10, got {order!r}")
+    if metric not in RECITATION_METRICS: raise ValueError(f"metric must be one of {RECITATION_METRICS}, got {metric!r}")
+    if reference not in RECITATION_REFERENCES: raise ValueError(f"reference must be one of {RECITATION_REFERENCES}, got {reference!r}")
+    if metric == "rouge_l":
+        import importlib.util
+        if importlib.util.find_spec("rouge_score") is None:
+            raise ImportError("recitation metric='rouge_l' needs the rouge-score package: pip install 'vrft_aug[rouge]'")
+    for name, v in (("saturate_above", saturate_above), ("zero_below", zero_below)):
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
+            raise ValueError(f"{name} must be a number in [0, 1] or None, got {v!r}")
+
 def recitation_reward(prompts, completions,
                       knowledge=None,            # per sample: the injected knowledge text (or a list of texts)
-                      order: int = 4,            # maximum n-gram order of BLEU
+                      order: int = 4,            # maximum n-gram order of BLEU ("bleu" metric)
                       smoothing: str = "exp",    # sacrebleu smooth_method: "exp", "floor", "add-k" or "none"
                       smooth_value: float | None = None,  # for "floor" (default 0.1) and "add-k" (default 1)
                       tokenize: str = "words",   # "words" (normalised words) or a sacrebleu tokenizer ("13a", ...)
+                      metric: str = "bleu",      # "bleu" (sacrebleu), "nltk_bleu" (NLTK, method1) or "rouge_l"
+                      reference: str = "knowledge",  # "knowledge": the injected text; "answered": the answered class's description
+                      gate: bool = False,        # score only completions whose accuracy reward is 1 (others get 0)
+                      saturate_above: float | None = None,  # scores above this become 1 (the fork's positive variant: 0.25)
+                      zero_below: float | None = None,      # scores below this become 0 (the fork's ROUGE-L variant: 0.25)
+                      descriptions: dict | None = None,     # class name -> description for reference="answered"
                       **kw) -> list[float | None]:
-    "Sentence BLEU / 100 in [0, 1] of the <think> text against the knowledge; 0 without think text; None without knowledge."
-    if smoothing not in _SMOOTHING: raise ValueError(f"smoothing must be one of {_SMOOTHING}, got {smoothing!r}")
-    if not (isinstance(order, int) and 1 <= order <= 10): raise ValueError(f"order must be an integer in 1..10, got {order!r}")
+    "Similarity in [0, 1] of the <think> text to the knowledge; 0 without think text; None without knowledge."
+    _check_recitation(order, smoothing, metric, reference, saturate_above, zero_below)
     n = len(completions)
     ks = _column({"knowledge": knowledge}, "knowledge", n)
+    if reference == "answered":
+        chs, als, dss = (_column(kw, k, n) for k in ("choices", "aliases", "dataset"))
+    acc = accuracy_reward(prompts, completions, **kw) if gate else None
     out, prev, scorer = [], None, None
     for i, c in enumerate(completions):
         if not _same(ks[i], prev):
             refs, prev = _knowledge_refs(ks[i]), ks[i]
-            scorer = _bleu_scorer(refs, order, smoothing, smooth_value, tokenize) if refs else None
-        if scorer is None: out.append(None); continue
+            scorer = _scorer(refs, metric, order, smoothing, smooth_value, tokenize) if refs else None
+        if scorer is None: out.append(None); continue      # no knowledge injected: the term does not apply
+        if gate and acc[i] != 1.0: out.append(0.0); continue
         t = _text(c)
         wf = _well_formed(t)
         think = wf[0] if wf is not None else parse_completion(t).think
         if not think: out.append(0.0); continue
-        s = scorer(think) / 100.0
-        out.append(min(1.0, max(0.0, s)) if math.isfinite(s) else 0.0)
+        score = scorer
+        if reference == "answered":
+            refs_i = _answered_refs(t, chs[i], als[i], dss[i], descriptions)
+            if not refs_i: out.append(0.0); continue        # no class named: nothing it could have recited
+            score = _scorer(refs_i, metric, order, smoothing, smooth_value, tokenize)
+        try: s = score(think) / 100.0
+        except (ValueError, ZeroDivisionError, OverflowError): s = 0.0
+        s = min(1.0, max(0.0, s)) if math.isfinite(s) else 0.0
+        if zero_below is not None and s < zero_below: s = 0.0
+        if saturate_above is not None and s > saturate_above: s = 1.0
+        out.append(s)
     return out
 
 def make_recitation_reward(order: int = 4, smoothing: str = "exp", smooth_value: float | None = None,
-                           tokenize: str = "words") -> Callable:
-    "A recitation reward with fixed BLEU options, named e.g. `recitation_reward_bleu2`; defaults give `recitation_reward`."
-    if smoothing not in _SMOOTHING: raise ValueError(f"smoothing must be one of {_SMOOTHING}, got {smoothing!r}")
-    if not (isinstance(order, int) and 1 <= order <= 10): raise ValueError(f"order must be an integer in 1..10, got {order!r}")
-    if (order, smoothing, smooth_value, tokenize) == (4, "exp", None, "words"): return recitation_reward
-    name = "recitation_reward" + (f"_bleu{order}" if order != 4 else "") + (f"_{smoothing}" if smoothing != "exp" else "") \
-           + (f"_{smooth_value:g}" if smooth_value is not None else "") + (f"_{tokenize}" if tokenize != "words" else "")
-    return NamedReward(recitation_reward, name, order=order, smoothing=smoothing, smooth_value=smooth_value, tokenize=tokenize)
+                           tokenize: str = "words", metric: str = "bleu", reference: str = "knowledge",
+                           gate: bool = False, saturate_above: float | None = None, zero_below: float | None = None,
+                           descriptions: dict | None = None) -> Callable:
+    "A recitation reward with fixed options, named e.g. `recitation_reward_bleu2`; defaults give `recitation_reward`."
+    _check_recitation(order, smoothing, metric, reference, saturate_above, zero_below)
+    opts = dict(order=order, smoothing=smoothing, smooth_value=smooth_value, tokenize=tokenize, metric=metric,
+                reference=reference, gate=gate, saturate_above=saturate_above, zero_below=zero_below, descriptions=descriptions)
+    if opts == dict(order=4, smoothing="exp", smooth_value=None, tokenize="words", metric="bleu", reference="knowledge",
+                    gate=False, saturate_above=None, zero_below=None, descriptions=None): return recitation_reward
+    name = "recitation_reward" + (f"_{metric}" if metric != "bleu" else "") + (f"_bleu{order}" if order != 4 else "") \
+           + (f"_{smoothing}" if smoothing != "exp" else "") + (f"_{smooth_value:g}" if smooth_value is not None else "") \
+           + (f"_{tokenize}" if tokenize != "words" else "") + ("_answered" if reference == "answered" else "") \
+           + ("_gated" if gate else "") + (f"_sat{saturate_above:g}" if saturate_above is not None else "") \
+           + (f"_floor{zero_below:g}" if zero_below is not None else "") + ("_desc" if descriptions is not None else "")
+    return NamedReward(recitation_reward, name, **opts)
 
 # %% ../nbs/04_rewards.ipynb #b38da4c3
 REWARD_FACTORIES: dict[str, Callable] = {
