@@ -10,13 +10,14 @@ import re, unicodedata
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['THINK_OPEN', 'THINK_CLOSE', 'ANSWER_OPEN', 'ANSWER_CLOSE', 'PROTOCOL_TAGS', 'Parsed', 'completion_text',
-           'parse_completion', 'normalize_answer']
+__all__ = ['THINK_OPEN', 'THINK_CLOSE', 'ANSWER_OPEN', 'ANSWER_CLOSE', 'PROTOCOL_TAGS', 'PROTOCOLS', 'Parsed', 'completion_text',
+           'parse_completion', 'boxed_contents', 'boxed_answer', 'normalize_answer']
 
 # %% ../nbs/00_core.ipynb #7e6c8909
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 PROTOCOL_TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
+PROTOCOLS = ("tags", "boxed")   # <answer>…</answer>, or the authors' likely \\boxed{…} (see below)
 
 # The bodies may not contain any protocol tag; `[^<]|<(?!/?(think|answer)>)` is "any char that does not start a tag".
 _BODY = r"((?:[^<]|<(?!/?(?:think|answer)>))*)"
@@ -53,9 +54,11 @@ def completion_text(completion) -> str:
         return "".join(parts)
     return str(completion)
 
-def parse_completion(text, think:bool=True) -> Parsed:
-    "Split a completion into think and answer text; `think=False` checks the answer-only protocol."
+def parse_completion(text, think:bool=True, protocol:str="tags") -> Parsed:
+    "Split a completion into think and answer text; `think=False` checks the answer-only protocol, `protocol='boxed'` the \\boxed{} one."
     text = completion_text(text)
+    if protocol == "boxed": return _parse_boxed(text, think)
+    if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
     m = (_WELL_FORMED if think else _WELL_FORMED_NO_THINK).fullmatch(text)
     if m:
         th, ans = (m.group(1), m.group(2)) if think else (None, m.group(1))
@@ -63,6 +66,53 @@ def parse_completion(text, think:bool=True) -> Parsed:
     answers = _ANSWER_RE.findall(text)
     thinks = _THINK_RE.findall(text)
     return Parsed(thinks[0].strip() if thinks else None, answers[-1].strip() if answers else None, False)
+
+# %% ../nbs/00_core.ipynb #0f8e728a
+_BOX_OPEN = "\\boxed{"
+_WRAP_RE = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}")
+
+def _outside_think(text: str) -> str:
+    "The text with every think block (and an unclosed one, to the end) removed."
+    out, i = [], 0
+    while True:
+        j = text.find(THINK_OPEN, i)
+        if j < 0: out.append(text[i:]); break
+        out.append(text[i:j])
+        k = text.find(THINK_CLOSE, j)
+        if k < 0: break
+        i = k + len(THINK_CLOSE)
+    return "".join(out).replace(THINK_CLOSE, "")
+
+def boxed_contents(text: str) -> list[str]:
+    "The content of every complete `\\boxed{…}` in `text`, in order (braces balanced; an unclosed box is skipped)."
+    out, i = [], 0
+    while (j := text.find(_BOX_OPEN, i)) >= 0:
+        depth, k = 1, j + len(_BOX_OPEN)
+        while k < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[k], 0); k += 1
+        if depth: break                                  # unclosed: nothing after it is a box either
+        out.append(text[j + len(_BOX_OPEN):k - 1]); i = k
+    return out
+
+def boxed_answer(text) -> str | None:
+    "The answer of a boxed completion: the last box outside think blocks, `\\text{}` unwrapped, stripped; None if none."
+    boxes = boxed_contents(_outside_think(completion_text(text)))
+    if not boxes: return None
+    a = boxes[-1]
+    for _ in range(3): a = _WRAP_RE.sub(r"\1", a)
+    return a.strip()
+
+_BOXED_HEAD = re.compile(rf"\s*<think>{_BODY}</think>(.*)", re.S)
+
+def _parse_boxed(text: str, think: bool) -> Parsed:
+    ans = boxed_answer(text)
+    thinks = _THINK_RE.findall(text)
+    th = thinks[0].strip() if thinks else None
+    if think:
+        m = _BOXED_HEAD.fullmatch(text)
+        ok = bool(m) and THINK_OPEN not in m.group(2) and THINK_CLOSE not in m.group(2) and bool(boxed_contents(m.group(2)))
+        return Parsed(m.group(1).strip() if m else th, ans, ok and bool(ans))
+    return Parsed(th, ans, THINK_OPEN not in text and THINK_CLOSE not in text and bool(ans))
 
 # %% ../nbs/00_core.ipynb #c738f266
 _PUNCT_RE = re.compile(r"[^\w\s]", re.UNICODE)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from sacrebleu.metrics import BLEU
 
-from .core import completion_text, normalize_answer, parse_completion
+from .core import PROTOCOLS, boxed_answer, completion_text, normalize_answer, parse_completion
 
 # %% auto #0
 __all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'NamedReward',
@@ -76,6 +76,12 @@ def _answer(text: str) -> str | None:
     if "<" in body and ("<think>" in body or "</think>" in body): return None
     return body.strip()
 
+def _answer_of(text: str, protocol: str = "tags") -> str | None:
+    "The answer under a protocol: `<answer>` tags (`_answer`) or the last `\\boxed{}` outside think (`boxed_answer`)."
+    if protocol == "boxed": return boxed_answer(text)
+    if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
+    return _answer(text)
+
 _norm_cached = lru_cache(maxsize=1 << 16)(normalize_answer)
 def _norm(s) -> str:
     "`normalize_answer`, cached for the short strings (answers, class names) that repeat across a run."
@@ -122,12 +128,16 @@ class NamedReward:
         return f"{self.__name__} = {self.func.__name__}({opts})"
 
 # %% ../nbs/04_rewards.ipynb #213ae4f4
-def _format_reward(prompts, completions, think: bool = True, nonempty: bool = True, **kw) -> list[float]:
+def _format_reward(prompts, completions, think: bool = True, nonempty: bool = True, protocol: str = "tags", **kw) -> list[float]:
     "1.0 when the completion follows the protocol exactly (optionally with non-empty bodies), else 0.0."
+    if protocol not in PROTOCOLS: raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
     out = []
     for c in completions:
         t = _text(c)
-        if think:
+        if protocol == "boxed":   # the answer is non-empty by definition of well formed
+            p = parse_completion(t, think, "boxed")
+            ok = p.well_formed and (not nonempty or not think or bool(p.think))
+        elif think:
             wf = _well_formed(t)
             ok = wf is not None and (not nonempty or (bool(wf[0]) and bool(wf[1])))
         else:
@@ -146,11 +156,13 @@ def format_reward_no_think(prompts, completions, **kw) -> list[float]:
 
 def make_format_reward(think: bool = True,     # the think protocol (True) or the answer-only protocol (False)
                        nonempty: bool = True,  # require non-empty think/answer bodies
+                       protocol: str = "tags", # "tags" (<answer>) or "boxed" (\\boxed{}, the authors' likely code)
                       ) -> Callable:
     "A format reward with the chosen options; the two defaults are the module functions themselves."
-    if nonempty: return format_reward if think else format_reward_no_think
-    return NamedReward(_format_reward, "format_reward" + ("" if think else "_no_think") + "_allow_empty",
-                       think=think, nonempty=False)
+    if protocol not in PROTOCOLS: raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
+    if nonempty and protocol == "tags": return format_reward if think else format_reward_no_think
+    return NamedReward(_format_reward, "format_reward" + ("" if think else "_no_think") + ("" if nonempty else "_allow_empty")
+                       + ("_boxed" if protocol == "boxed" else ""), think=think, nonempty=nonempty, protocol=protocol)
 
 # %% ../nbs/04_rewards.ipynb #c82ff876
 _NEGATORS = frozenset("""not no non never none neither nor without isn isnt aren arent wasn wasnt doesn doesnt don dont
@@ -352,6 +364,7 @@ def accuracy_reward(prompts,                   # the prompts (used to detect let
                     option_letters=None,       # per sample: letters aligned with choices, or dict letter -> class
                     task=None,                 # per sample: task type; localization samples get None
                     max_words: int = 12,       # longest answer accepted when it mentions a class inside a phrase
+                    protocol: str = "tags",    # where the answer is: "tags" (<answer>) or "boxed" (last \\boxed{})
                     **kw) -> list[float | None]:
     "1.0 when the answer names exactly one class and it is the solution; Jaccard overlap for multi-label; None if n/a."
     n = len(completions)
@@ -366,7 +379,7 @@ def accuracy_reward(prompts,                   # the prompts (used to detect let
             ctx, prev = _accuracy_context(prompts[i], sols[i], chs[i], als[i], lets[i], tasks[i], max_words, i), cur
         mode, mt, truth = ctx
         if mode is None: out.append(None); continue
-        ans = _answer(_text(c))
+        ans = _answer_of(_text(c), protocol)
         if mode == "exact": out.append(1.0 if ans is not None and mt.exact.get(_norm(ans), -1) == 0 else 0.0)
         elif mode == "multilabel": out.append(_jaccard(ans, mt, truth))
         else: out.append(1.0 if ans is not None and mt.resolve(ans) == truth else 0.0)
@@ -658,7 +671,9 @@ def mfrs_reward(prompts, completions,
                 scheme: str | Sequence = "exp",  # see `mfrs_value`
                 gamma: float = 2.0,             # exponent of the "power" scheme
                 choices=None,                   # per sample: grade names, choices[g] is grade g
-                aliases=None, option_letters=None, task=None, **kw) -> list[float | None]:
+                aliases=None, option_letters=None, task=None,
+                protocol: str = "tags",         # "tags" (<answer>) or "boxed" (last \\boxed{})
+                **kw) -> list[float | None]:
     "Partial credit R(|predicted - true grade|) in [0, 1], R(0) = 1; None for samples without a grade."
     if isinstance(scheme, str) and scheme not in MFRS_SCHEMES:
         raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES} or a list of values")
@@ -676,7 +691,7 @@ def mfrs_reward(prompts, completions,
             g, K, mt = ctx
             vals = None if g is None or K is None else [mfrs_value(d, scheme, K, gamma) for d in range(K)]
         if g is None: out.append(None); continue
-        p = parse_grade(_answer(_text(c)), mt)
+        p = parse_grade(_answer_of(_text(c), protocol), mt)
         if p is None or (K is not None and p >= K): out.append(0.0); continue
         out.append(vals[abs(p - g)] if vals is not None else mfrs_value(abs(p - g), scheme, K, gamma))
     return out
@@ -700,15 +715,18 @@ def _mfrs_context(prompt, gr, k, ch, al, let, task, scheme, i):
 
 def make_mfrs_reward(scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
                      gamma: float = 2.0,               # exponent of "power"
+                     protocol: str = "tags",           # "tags" (<answer>) or "boxed" (last \\boxed{})
                     ) -> Callable:
     "An MFRS reward with a fixed scheme, named e.g. `mfrs_reward_table`; `exp` returns `mfrs_reward` itself."
+    if protocol not in PROTOCOLS: raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
+    boxed = dict(protocol="boxed") if protocol == "boxed" else {}
     if isinstance(scheme, str):
         if scheme not in MFRS_SCHEMES: raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES}")
-        if scheme == "exp": return mfrs_reward
-        name = f"mfrs_reward_{scheme}" + (f"_g{gamma:g}" if scheme == "power" and gamma != 2.0 else "")
-        return NamedReward(mfrs_reward, name, scheme=scheme, gamma=gamma)
+        if scheme == "exp" and not boxed: return mfrs_reward
+        name = f"mfrs_reward_{scheme}" + (f"_g{gamma:g}" if scheme == "power" and gamma != 2.0 else "") + ("_boxed" if boxed else "")
+        return NamedReward(mfrs_reward, name.replace("mfrs_reward_exp_", "mfrs_reward_"), scheme=scheme, gamma=gamma, **boxed)
     vals = _check_values(scheme)
-    return NamedReward(mfrs_reward, "mfrs_reward_custom", scheme=list(vals))
+    return NamedReward(mfrs_reward, "mfrs_reward_custom" + ("_boxed" if boxed else ""), scheme=list(vals), **boxed)
 
 # %% ../nbs/04_rewards.ipynb #ecd88716
 _SMOOTHING = ("exp", "floor", "add-k", "none")
@@ -799,9 +817,9 @@ def _packaged_descriptions(dataset: str) -> dict:
     kb = load_knowledge(dataset)
     return {_norm(n): kb.text(n) for n in kb.class_names}
 
-def _answered_refs(text: str, choices, aliases, dataset, descriptions) -> tuple:
+def _answered_refs(text: str, choices, aliases, dataset, descriptions, protocol: str = "tags") -> tuple:
     "The description of the class the completion answers, as a one-reference tuple (() when it names no class)."
-    ans = _answer(text)
+    ans = _answer_of(text, protocol)
     if ans is None or not choices: return ()
     ch = tuple(map(str, choices))
     k = _matcher(ch, _aliases_key(aliases), None, 12).resolve(ans)
@@ -836,6 +854,7 @@ def recitation_reward(prompts, completions,
                       saturate_above: float | None = None,  # scores above this become 1 (the fork's positive variant: 0.25)
                       zero_below: float | None = None,      # scores below this become 0 (the fork's ROUGE-L variant: 0.25)
                       descriptions: dict | None = None,     # class name -> description for reference="answered"
+                      protocol: str = "tags",    # where the answer is ("answered", gate): "tags" or "boxed"
                       **kw) -> list[float | None]:
     "Similarity in [0, 1] of the <think> text to the knowledge; 0 without think text; None without knowledge."
     _check_recitation(order, smoothing, metric, reference, saturate_above, zero_below)
@@ -843,7 +862,7 @@ def recitation_reward(prompts, completions,
     ks = _column({"knowledge": knowledge}, "knowledge", n)
     if reference == "answered":
         chs, als, dss = (_column(kw, k, n) for k in ("choices", "aliases", "dataset"))
-    acc = accuracy_reward(prompts, completions, **kw) if gate else None
+    acc = accuracy_reward(prompts, completions, protocol=protocol, **kw) if gate else None
     out, prev, scorer = [], None, None
     for i, c in enumerate(completions):
         if not _same(ks[i], prev):
@@ -857,7 +876,7 @@ def recitation_reward(prompts, completions,
         if not think: out.append(0.0); continue
         score = scorer
         if reference == "answered":
-            refs_i = _answered_refs(t, chs[i], als[i], dss[i], descriptions)
+            refs_i = _answered_refs(t, chs[i], als[i], dss[i], descriptions, protocol)
             if not refs_i: out.append(0.0); continue        # no class named: nothing it could have recited
             score = _scorer(refs_i, metric, order, smoothing, smooth_value, tokenize)
         try: s = score(think) / 100.0
@@ -871,31 +890,35 @@ def recitation_reward(prompts, completions,
 def make_recitation_reward(order: int = 4, smoothing: str = "exp", smooth_value: float | None = None,
                            tokenize: str = "words", metric: str = "bleu", reference: str = "knowledge",
                            gate: bool = False, saturate_above: float | None = None, zero_below: float | None = None,
-                           descriptions: dict | None = None) -> Callable:
+                           descriptions: dict | None = None, protocol: str = "tags") -> Callable:
     "A recitation reward with fixed options, named e.g. `recitation_reward_bleu2`; defaults give `recitation_reward`."
     _check_recitation(order, smoothing, metric, reference, saturate_above, zero_below)
+    if protocol not in PROTOCOLS: raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
     opts = dict(order=order, smoothing=smoothing, smooth_value=smooth_value, tokenize=tokenize, metric=metric,
-                reference=reference, gate=gate, saturate_above=saturate_above, zero_below=zero_below, descriptions=descriptions)
+                reference=reference, gate=gate, saturate_above=saturate_above, zero_below=zero_below, descriptions=descriptions,
+                protocol=protocol)
     if opts == dict(order=4, smoothing="exp", smooth_value=None, tokenize="words", metric="bleu", reference="knowledge",
-                    gate=False, saturate_above=None, zero_below=None, descriptions=None): return recitation_reward
+                    gate=False, saturate_above=None, zero_below=None, descriptions=None, protocol="tags"): return recitation_reward
     name = "recitation_reward" + (f"_{metric}" if metric != "bleu" else "") + (f"_bleu{order}" if order != 4 else "") \
            + (f"_{smoothing}" if smoothing != "exp" else "") + (f"_{smooth_value:g}" if smooth_value is not None else "") \
            + (f"_{tokenize}" if tokenize != "words" else "") + ("_answered" if reference == "answered" else "") \
            + ("_gated" if gate else "") + (f"_sat{saturate_above:g}" if saturate_above is not None else "") \
-           + (f"_floor{zero_below:g}" if zero_below is not None else "") + ("_desc" if descriptions is not None else "")
+           + (f"_floor{zero_below:g}" if zero_below is not None else "") + ("_desc" if descriptions is not None else "") \
+           + ("_boxed" if protocol == "boxed" and (reference == "answered" or gate) else "")
     return NamedReward(recitation_reward, name, **opts)
 
 # %% ../nbs/04_rewards.ipynb #b38da4c3
 REWARD_FACTORIES: dict[str, Callable] = {
-    "accuracy": lambda **kw: NamedReward(accuracy_reward, "accuracy_reward" + "".join(f"_{k}{v}" for k, v in kw.items()), **kw)
-                              if kw else accuracy_reward,
+    "accuracy": lambda **kw: NamedReward(accuracy_reward, "accuracy_reward" + "".join(
+                                 ("_boxed" if v == "boxed" else "") if k == "protocol" else f"_{k}{v}" for k, v in kw.items()), **kw)
+                              if kw and kw != {"protocol": "tags"} else accuracy_reward,
     "format": make_format_reward,
     "format_no_think": lambda **kw: make_format_reward(think=False, **kw),
     "mfrs": make_mfrs_reward,
     "iou": make_iou_reward,
     "recitation": make_recitation_reward,
 }
-_ACCURACY_OPTIONS = ("max_words",)
+_ACCURACY_OPTIONS = ("max_words", "protocol")
 
 @dataclass
 class RewardSpec:
