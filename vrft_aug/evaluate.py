@@ -66,9 +66,10 @@ def score_completion(sample,               # a `vrft_aug.data.Sample`
                      model_size: tuple[int, int] | None = None, # (width, height) of the image as the model saw it
                      think: bool = True,   # the think protocol (False: answer-only)
                      length: int = 0,      # completion length in tokens
+                     protocol: str = "tags", # the answer in <answer> tags, or "boxed" in the last \\boxed{}
                     ) -> dict:
     "A per-sample evaluation record: truth, prediction, well-formedness, length and (for boxes) IoU."
-    parsed = parse_completion(completion, think=think)
+    parsed = parse_completion(completion, think=think, protocol=protocol)
     rec = dict(id=sample.id, completion=completion, well_formed=parsed.well_formed, length=int(length))
     if sample.task == "localization":
         boxes = parse_boxes(parsed.answer)
@@ -80,7 +81,7 @@ def score_completion(sample,               # a `vrft_aug.data.Sample`
         return rec
     if sample.task == "multilabel":
         jac = accuracy_reward([messages], [completion], solution=[sample.answer], choices=[list(sample.class_names)],
-                              aliases=aliases, task=["multilabel"])[0]
+                              aliases=aliases, task=["multilabel"], protocol=protocol)[0]
         rec.update(truth=sample.answer, pred=parsed.answer, jaccard=float(jac or 0.0))
         return rec
     letters = option_letters_from_prompt(messages, sample.class_names, aliases) if messages is not None else {}
@@ -116,8 +117,10 @@ def evaluate(model, processor,            # a Qwen2.5-VL-style policy and its pr
              think: bool = True,          # the think protocol (False: answer-only prompts)
              limit: int | None = None,    # evaluate only the first `limit` samples
              progress: bool = True,       # show a tqdm progress bar
+             protocol: str | None = None, # "tags" or "boxed" (default: the prompt_fn's own, else "tags")
             ) -> EvalResult:
     "Greedy-decode every sample, score it and compute the task's metrics."
+    protocol = protocol or getattr(prompt_fn, "kw", {}).get("protocol", "tags")
     from tqdm.auto import tqdm
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0: raise ValueError("evaluate: the dataset is empty")
@@ -135,7 +138,7 @@ def evaluate(model, processor,            # a Qwen2.5-VL-style policy and its pr
                 if s.task != task: raise ValueError(f"evaluate: sample {s.id} has task {s.task!r}, the split is {task!r}")
                 size = _model_size(processor, s.image) if task == "localization" else None
                 records.append(score_completion(s, o, m, aliases=aliases, model_size=size, think=think,
-                                                length=len(tok(o, add_special_tokens=False)["input_ids"])))
+                                                length=len(tok(o, add_special_tokens=False)["input_ids"]), protocol=protocol))
             bar.update(len(batch))
     finally:
         bar.close(); model.train(was_training)

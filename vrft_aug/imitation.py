@@ -55,12 +55,15 @@ def short_rationale(text: str, max_words: int = 10) -> str:
 def demonstration(solution,                # the right answer (class name, box, ...)
                   knowledge=None,          # KnowledgeBase, {label: text} mapping, a string, or None
                   max_words: int = 10,     # length cap of the rationale
+                  protocol: str = "tags",  # "boxed": `<think> rationale </think> \\boxed{solution}` (the authors' likely code)
                  ) -> str:
     "A knowledge-grounded demonstration: `<think> rationale </think><answer> solution </answer>`."
     ans = answer_text(solution)
     label = solution if isinstance(solution, str) else ans
     why = short_rationale(knowledge_for(knowledge, label), max_words) if knowledge is not None else ""
     think = f"{why}, so it is {ans}" if why else f"the image matches {ans}"
+    if protocol == "boxed": return f"{THINK_OPEN} {think} {THINK_CLOSE} \\boxed{{{ans}}}"
+    if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected 'tags' or 'boxed'")
     return f"{THINK_OPEN} {think} {THINK_CLOSE}{ANSWER_OPEN} {ans} {ANSWER_CLOSE}"
 
 # %% ../nbs/06_imitation.ipynb #3402e109
@@ -69,12 +72,13 @@ def add_demonstrations(dataset,                          # a `datasets.Dataset` 
                        column: str = "demonstration",    # where the demonstrations go
                        solution_column: str = "solution",# the right answers
                        max_words: int = 10,              # rationale length cap
+                       protocol: str = "tags",           # "tags" or "boxed" (see `demonstration`)
                       ):
     "Return `dataset` with a demonstration column: existing non-empty entries kept, the rest built by `demonstration`."
     if solution_column not in dataset.column_names:
         raise KeyError(f"dataset has no {solution_column!r} column (columns: {dataset.column_names})")
     have = dataset[column] if column in dataset.column_names else [None] * len(dataset)
-    demos = [h if isinstance(h, str) and h.strip() else demonstration(s, knowledge, max_words)
+    demos = [h if isinstance(h, str) and h.strip() else demonstration(s, knowledge, max_words, protocol)
              for h, s in zip(have, dataset[solution_column])]
     if column in dataset.column_names: dataset = dataset.remove_columns(column)
     return dataset.add_column(column, demos)

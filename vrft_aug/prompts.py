@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .core import PROTOCOLS
 from .data import TASKS
 from .knowledge import KnowledgeBase, KnowledgeError, check_classes, count_tokens, load_knowledge
 
@@ -124,6 +125,8 @@ def _parse_templates(d, origin: str) -> PromptTemplates:
     for k in ("think", "no_think"):
         if k not in protocol: raise TemplateError(f"{origin}: protocol.{k} is missing")
         _check_template(protocol[k], "protocol", f"{origin}: protocol.{k}")
+    for k in ("boxed", "boxed_no_think"):   # optional: needed only by protocol="boxed"
+        if k in protocol: _check_template(protocol[k], "protocol", f"{origin}: protocol.{k}")
     coords = _section(d, "coordinates", origin)
     for k in COORDINATES:
         if k not in coords: raise TemplateError(f"{origin}: coordinates.{k} is missing")
@@ -213,6 +216,7 @@ class PromptParts:
     kind: str                          # the question kind (a task name)
     coordinates: str | None = None     # box convention for localization ("absolute" / "norm1000")
     image_size: tuple[int, int] | None = None  # (width, height) the box coordinates refer to
+    protocol: str = "tags"             # where the answer goes: "tags" (<answer>) or "boxed" (\\boxed{})
 
     @property
     def text(self) -> str:
@@ -258,8 +262,11 @@ def _target(sample) -> str:
     return str(names[y]) if isinstance(y, int) and 0 <= y < len(names) else str(names[0])
 
 def _assemble(sample, v: Variant, T: PromptTemplates, knowledge_text: str, options: str, think: bool, system,
-              coordinates: str, image_size) -> PromptParts:
+              coordinates: str, image_size, protocol: str = "tags") -> PromptParts:
     kind = v.question or sample.task
+    if protocol not in PROTOCOLS: raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
+    key = ("think" if think else "no_think") if protocol == "tags" else ("boxed" if think else "boxed_no_think")
+    if key not in T.protocol: raise TemplateError(f"{T.origin}: protocol.{key} is missing (needed by protocol={protocol!r})")
     names = [str(c) for c in sample.class_names]
     if options not in OPTION_STYLES: raise ValueError(f"options={options!r}: expected one of {OPTION_STYLES}")
     if coordinates not in COORDINATES: raise ValueError(f"coordinates={coordinates!r}: expected one of {COORDINATES}")
@@ -278,13 +285,13 @@ def _assemble(sample, v: Variant, T: PromptTemplates, knowledge_text: str, optio
         question = T.questions[kind].format(options=opts, n=len(names), first=names[0], last=names[-1], target="",
                                             coordinates="")
         answer = T.answer[kind][options].format(none=T.none_answer)
-    answer = f"{answer} {T.protocol['think' if think else 'no_think']}"
+    answer = f"{answer} {T.protocol[key].format()}"   # {{ }} in the file: a literal brace
     parts = dict(question=question, knowledge=knowledge_text, answer=answer)
     text = "\n\n".join(parts[p] for p in T.user_parts if parts[p])
     sys_text = T.system if system is _DEFAULT else system
     messages = ([{"role": "system", "content": [{"type": "text", "text": sys_text}]}] if sys_text else []) + \
                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    return PromptParts(messages, knowledge_text, listed, letters, v.name, think, kind, coords, size)
+    return PromptParts(messages, knowledge_text, listed, letters, v.name, think, kind, coords, size, protocol)
 
 def build_prompt(sample,                      # a vrft_aug.data.Sample (or anything with its fields)
                  variant: str = "plain",      # a variant of the template file (see VARIANTS)
@@ -293,6 +300,7 @@ def build_prompt(sample,                      # a vrft_aug.data.Sample (or anyth
                  templates=None,              # a template file path or PromptTemplates (default: the shipped file)
                  options: str = "name",       # list options by "name" or by "letter"
                  think: bool | None = None,   # override the variant's protocol
+                 protocol: str = "tags",      # answer in <answer> tags, or "boxed" in \\boxed{} (the authors' likely code)
                  system=_DEFAULT,             # system prompt: a string, or None for none (default: the template's)
                  coordinates: str = "absolute", # box convention: "absolute" pixels (Qwen2.5-VL) or "norm1000" (Qwen2-VL)
                  image_size=None,             # (w, h) the model sees, or a processor to compute it (default: image size)
@@ -309,7 +317,8 @@ def build_prompt(sample,                      # a vrft_aug.data.Sample (or anyth
     kind = v.question or sample.task
     ktext = "" if v.knowledge == "none" else knowledge_block(_resolve_kb(kb, sample), kind, T, v.knowledge == "shuffled",
                                                              seed, budget, tokenizer)
-    return _assemble(sample, v, T, ktext, options, v.think if think is None else think, system, coordinates, image_size)
+    return _assemble(sample, v, T, ktext, options, v.think if think is None else think, system, coordinates, image_size,
+                     protocol)
 
 # %% ../nbs/03a_prompts.ipynb #3101f052
 class PromptFn:
@@ -319,7 +328,7 @@ class PromptFn:
         self.templates = load_templates(kw.pop("templates", None))
         self.v = self.templates.variant(variant)
         self._blocks = {}
-        bad = set(kw) - {"options", "think", "system", "coordinates", "image_size", "budget", "tokenizer", "seed"}
+        bad = set(kw) - {"options", "think", "protocol", "system", "coordinates", "image_size", "budget", "tokenizer", "seed"}
         if bad: raise TypeError(f"make_prompt_fn: unknown option(s) {sorted(bad)}")
 
     def _knowledge(self, sample) -> str:
@@ -339,7 +348,7 @@ class PromptFn:
         if size is not None and not isinstance(size, (tuple, list)): size = processed_image_size(size, sample.image)
         return _assemble(sample, self.v, self.templates, self._knowledge(sample), kw.get("options", "name"),
                          self.v.think if kw.get("think") is None else kw["think"], kw.get("system", _DEFAULT),
-                         kw.get("coordinates", "absolute"), size)
+                         kw.get("coordinates", "absolute"), size, kw.get("protocol", "tags"))
 
     def __call__(self, sample) -> tuple[list, str]:
         p = self.parts(sample)
