@@ -13,6 +13,7 @@ from pathlib import Path
 from .pipeline import (RunConfig, StageConfig, resolve_config, run, grid, report, available_presets,
                                evaluate_model, load_split, resolve_model, shipped_configs)
 from .data import PAPER_MEDMNIST
+from .pipeline import SCALES
 
 # %% auto #0
 __all__ = ['DEMO_GRID', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_grid', 'cmd_report', 'cmd_configs', 'cmd_build_tiny',
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="run one preset (stages + evaluation)", formatter_class=fmt)
     t.add_argument("--preset", default="vrft", help="a preset name (see `vrft-aug grid --list`) or a preset YAML path")
-    t.add_argument("--scale", default="cpu", choices=["cpu", "gpu"], help="which scale file to start from")
+    t.add_argument("--scale", default="cpu", choices=list(SCALES), help="which scale file to start from")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model folder on a dataset's test split", formatter_class=fmt)
     e.add_argument("--preset", default="zero-shot", help="preset whose prompt variant to use")
-    e.add_argument("--scale", default="cpu", choices=["cpu", "gpu"])
+    e.add_argument("--scale", default="cpu", choices=list(SCALES))
     e.add_argument("--out", default=None, help="write the metrics JSON here (default: print only)")
     _add_config_options(e)
 
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--datasets", default="synthmed-cells",
                    help="comma-separated datasets; `paper` stands for the eight MedMNIST sets of the authors' code")
     g.add_argument("--seeds", default="0", help="comma-separated seeds")
-    g.add_argument("--scale", default="cpu", choices=["cpu", "gpu"])
+    g.add_argument("--scale", default="cpu", choices=list(SCALES))
     g.add_argument("--overwrite", action="store_true")
     g.add_argument("--list", action="store_true", help="list the presets and stop")
     _add_config_options(g)

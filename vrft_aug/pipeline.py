@@ -18,9 +18,10 @@ from .data import synthmed, medmnist, MEDMNIST_INFO, SYNTHMED_TASKS, from_image_
 from .knowledge import load_knowledge
 from .prompts import make_prompt_fn, VARIANTS
 from .rewards import REWARD_FACTORIES
+from .core import PROTOCOLS
 
 # %% auto #0
-__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig',
+__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'SCALES', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig',
            'shipped_configs', 'config_dirs', 'find_config', 'available_presets', 'dataset_task', 'stage_prompt',
            'stage_rewards', 'validate', 'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir',
            'resolve_model', 'stage_key', 'stage_dirs', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model',
@@ -29,6 +30,8 @@ __all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_M
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
 STAGE_KINDS = ("sft", "grpo")
 SIGNED_REWARDS = {"recitation"}   # the only term whose weight may be negative (delta < 0 penalises recitation)
+SCALES = ("cpu", "gpu", "paper")   # scale files shipped in vrft_aug/configs/
+_PROTOCOL_REWARDS = {"accuracy", "format", "mfrs", "recitation"}   # the rewards that read the answer (a protocol option)
 
 @dataclass
 class StageConfig:
@@ -51,12 +54,14 @@ class StageConfig:
     beta: float | None = None             # KL coefficient (0: no reference model)
     loss_type: str | None = None          # "grpo", "bnpo", "dr_grpo" or "dapo"
     use_vllm: Any = None                  # True / False / "auto" (on when vLLM is installed)
+    weight_decay: float | None = None     # AdamW weight decay (None: TRL's default, 0)
+    gradient_accumulation_steps: int | None = None  # optimiser step every this many device batches (None: 1)
 
 @dataclass
 class RunConfig:
     "Everything that determines a run. Field comments are the CLI's help text."
     preset: str = "vrft"                  # name of a file in presets/ (see `available_presets`)
-    scale: str = "cpu"                    # "cpu" (tiny base, SynthMed) or "gpu" (Qwen2.5-VL-3B, MedMNIST)
+    scale: str = "cpu"                    # "cpu" (tiny base, SynthMed), "gpu" (Qwen2.5-VL-3B, MedMNIST, LoRA) or "paper" (the authors' recipe)
     description: str = ""                 # what the preset is (from the preset file)
     model: str = "tiny-base"              # "tiny-base", "tiny-random[:size]", a checkpoint folder or a hub id
     dataset: str = "synthmed-cells"       # synthmed-{cells,fundus,lesion}, a MedMNIST flag, or an image folder path
@@ -64,6 +69,9 @@ class RunConfig:
     knowledge: str | None = None          # knowledge file (default: the one shipped for the dataset)
     prompt: str = "plain"                 # prompt variant: plain, knowledge, shuffled-knowledge, grading, localization, no-think
     options: str = "name"                 # list options by "name" or by "letter"
+    protocol: str = "tags"                # where the answer goes: "tags" (<answer>) or "boxed" (\\boxed{}, the authors' code)
+    system_prompt: str | None = None      # a system message for every prompt (None: the template's, which sends none)
+    reward_weights: dict | None = None    # reward name -> weight, overriding every GRPO stage's (paper scale: 0.9 / 0.1)
     demonstration_words: int = 10         # length cap of the knowledge-grounded rationale in demonstrations (SFT, imitation)
     tasks: list | None = None             # task types the preset applies to (None: any)
     image_size: int = 56                  # images are resized to this square size
@@ -182,6 +190,12 @@ def stage_rewards(cfg: RunConfig, st: StageConfig) -> dict:
     rewards = dict(st.rewards or {})
     if st.ordinal_reward and dataset_task(_stage_dataset(cfg, st)) == "grading" and "accuracy" in rewards:
         rewards[st.ordinal_reward] = rewards.pop("accuracy")
+    for name, w in (cfg.reward_weights or {}).items():      # the scale's weights replace the preset's, kwargs kept
+        if name in rewards: rewards[name] = {**rewards[name], "weight": w} if isinstance(rewards[name], dict) else w
+    if cfg.protocol != "tags":                              # every reward that reads the answer reads it from the box
+        for name in set(rewards) & _PROTOCOL_REWARDS:
+            r = rewards[name] if isinstance(rewards[name], dict) else {"weight": rewards[name]}
+            rewards[name] = {**r, "kwargs": {**(r.get("kwargs") or {}), "protocol": cfg.protocol}}
     return rewards
 
 def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
@@ -225,7 +239,14 @@ def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
 
 def validate(cfg: RunConfig) -> RunConfig:
     "Check a resolved config; raise ValueError naming the field."
-    if cfg.scale not in ("cpu", "gpu"): raise ValueError(f"scale={cfg.scale!r}: expected 'cpu' or 'gpu'")
+    if cfg.scale not in SCALES: raise ValueError(f"scale={cfg.scale!r}: expected one of {SCALES}")
+    if cfg.protocol not in PROTOCOLS: raise ValueError(f"protocol={cfg.protocol!r}: expected one of {PROTOCOLS}")
+    if cfg.system_prompt is not None and not isinstance(cfg.system_prompt, str):
+        raise ValueError(f"system_prompt={cfg.system_prompt!r}: expected a string or null")
+    for name, w in (cfg.reward_weights or {}).items():
+        if name not in REWARD_FACTORIES: raise ValueError(f"reward_weights.{name}: unknown reward; known: {sorted(REWARD_FACTORIES)}")
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w):
+            raise ValueError(f"reward_weights.{name}={w!r}: weight must be a finite number")
     task = dataset_task(cfg.dataset)
     if cfg.tasks is not None and task not in cfg.tasks:
         raise ValueError(f"preset {cfg.preset!r} applies to {cfg.tasks} tasks; dataset {cfg.dataset!r} is {task}")
@@ -258,7 +279,7 @@ def resolve_config(preset: str = "vrft",     # a preset name, or a path to a pre
             d[k] = copy.deepcopy(v)
     d["preset"] = ppath.stem
     d["stages"] = d.get("stages") or []
-    if d.get("scale") == "gpu":  # no warm start at GPU scale: the real model is instruction-tuned (before overrides,
+    if d.get("scale", "cpu") != "cpu":  # no warm start at GPU scales: the real model is instruction-tuned (before overrides,
         d["stages"] = [s for s in d["stages"] if not (isinstance(s, dict) and s.get("warm_start"))]  # so indices match)
     for k, v in (overrides or {}).items():
         top = k.split(".")[0]
@@ -307,7 +328,8 @@ def load_split(cfg: RunConfig, name: str, split: str) -> MedDataset:
 def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
     "The prompt builder of a stage (knowledge file and options from the run config)."
     kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
-    kw = dict(options=cfg.options, seed=cfg.seed)
+    kw = dict(options=cfg.options, seed=cfg.seed, protocol=cfg.protocol)
+    if cfg.system_prompt is not None: kw["system"] = cfg.system_prompt
     if variant == "localization" and processor is not None: kw["image_size"] = processor  # boxes in the model's frame
     return make_prompt_fn(variant, kb, **kw)
 
@@ -373,7 +395,7 @@ def stage_key(cfg: RunConfig, i: int, prev: str) -> str:
     st = cfg.stages[i]
     data = dict(dataset=_stage_dataset(cfg, st), n_train=cfg.n_train, image_size=cfg.image_size,
                 medmnist_size=cfg.medmnist_size, knowledge=cfg.knowledge, options=cfg.options,
-                demonstration_words=cfg.demonstration_words)
+                demonstration_words=cfg.demonstration_words, protocol=cfg.protocol, system_prompt=cfg.system_prompt)
     train = dict(seed=cfg.seed, lora=cfg.lora, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, bf16=cfg.bf16)
     return _digest(dict(prev=prev, stage=asdict(st), prompt=stage_prompt(cfg, st), rewards=stage_rewards(cfg, st),
                         data=data, train=train))
@@ -407,7 +429,8 @@ def _common_args(cfg: RunConfig, st: StageConfig, out: Path) -> dict:
                 per_device_train_batch_size=st.batch_size, use_cpu=cfg.use_cpu, bf16=cfg.bf16, report_to=[],
                 save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1, logging_steps=1,
                 gradient_checkpointing=False, lr_scheduler_type="constant", disable_tqdm=False,
-                dataloader_num_workers=0)
+                dataloader_num_workers=0,
+                **{k: getattr(st, k) for k in ("weight_decay", "gradient_accumulation_steps") if getattr(st, k) is not None})
 
 def _train_dataset(cfg: RunConfig, st: StageConfig, processor):
     from vrft_aug.imitation import add_demonstrations
@@ -420,7 +443,7 @@ def _train_dataset(cfg: RunConfig, st: StageConfig, processor):
             from vrft_aug.knowledge import available_knowledge
             dsname = ds[0]["dataset"]
             kb = load_knowledge(dsname) if dsname in available_knowledge() else None
-        ds = add_demonstrations(ds, kb, max_words=cfg.demonstration_words)
+        ds = add_demonstrations(ds, kb, max_words=cfg.demonstration_words, protocol=cfg.protocol)
     if dataset_task(name) != "localization":  # the accuracy reward reads aliases from the knowledge base
         from vrft_aug.knowledge import available_knowledge
         dsname = ds[0]["dataset"]
