@@ -98,6 +98,8 @@ def test_shared_prefix_only_on_trls_transformers_path(tiny, tmp_path):
     assert tr._shares_prefix()
     tr.use_vllm = True; assert not tr._shares_prefix(); tr.use_vllm = False
     assert not tr._shares_prefix(has_tool_images=True)
+    tr.generation_config.cache_implementation = "static"; assert not tr._shares_prefix()   # it brings its own cache
+    tr.generation_config.cache_implementation = None; assert tr._shares_prefix()
     tr.args.shared_prefix_generation = False; assert not tr._shares_prefix()
 
 # ------------------------------------------------------------------------------------------ shared-prefix generation
@@ -206,43 +208,74 @@ def _exact_conditionals(model, enc, prefix_tokens) -> torch.Tensor:
             out.append(logits.float().softmax(-1))
     return torch.stack(out, 1)
 
+class Sampled:
+    """Completions of `new` tokens for 2 prompts x G rows (`order`), several seeds per path, and what they are tested
+    against: per prompt, the first position whose next-token entropy after the greedy prefix is above 0.5 nats, with
+    its exact probabilities from full forwards without a cache."""
+    def __init__(self, model, proc, rows, G: int, new: int):
+        self.G, self.new, self.order = G, new, [0] * G + [1] * G        # a knowledge prompt and the short one
+        self.enc, two = _encode(proc, rows, self.order), _encode(proc, rows, [0, 1])
+        self.P = self.enc["input_ids"].size(1)
+        self.cfg = _config(proc, do_sample=True, temperature=1.0, max_new_tokens=new, min_new_tokens=new)
+        self.greedy_cfg = _config(proc, do_sample=False, max_new_tokens=new, min_new_tokens=new)
+        with torch.no_grad():
+            self.greedy = model.generate(**two, generation_config=self.greedy_cfg)[:, two["input_ids"].size(1):]
+        self.exact = _exact_conditionals(model, two, self.greedy)        # (2, new, V)
+        entropy = -(self.exact * self.exact.clamp_min(1e-12).log()).sum(-1)
+        self.k_test = [int((entropy[g] > 0.5).nonzero()[0]) for g in (0, 1)]
+
+    def draw(self, fn, seeds) -> torch.Tensor:
+        return _samples(lambda: fn(self.enc, self.cfg)[:, self.P:], seeds)
+
+    def rows_of(self, samples, g):
+        return samples.view(-1, 2, self.G, self.new)[:, g].reshape(-1, self.new)
+
+    def gof(self, samples, g, follow_greedy: bool = True) -> float:
+        "p-value of the tested position's tokens against the exact probabilities (samples that followed the greedy prefix)."
+        s, k = self.rows_of(samples, g), self.k_test[g]
+        if follow_greedy: s = s[(s[:, :k] == self.greedy[g, :k]).all(1)]
+        assert len(s) > 0.75 * len(self.rows_of(samples, g)), len(s)
+        return _gof_p(np.bincount(s[:, k].numpy(), minlength=self.exact.size(-1)), self.exact[g, k].numpy())
+
+    def marginal(self, samples, g, k) -> dict:
+        vals, counts = self.rows_of(samples, g)[:, k].unique(return_counts=True)
+        return dict(zip(vals.tolist(), counts.tolist()))
+
+    def assert_same(self, a, b):
+        "Both samples fit the exact probabilities, and no position's marginal differs between them."
+        for g in (0, 1):
+            assert self.gof(a, g) > 1e-3 and self.gof(b, g) > 1e-3, g
+            for k in range(self.new):
+                assert _two_sample_p(self.marginal(a, g, k), self.marginal(b, g, k)) > 1e-3 / self.new, (g, k)
+
 @pytest.mark.slow
 def test_sampling_draws_from_the_same_distribution(base):
-    """Completions of 6 tokens, 4 x 48 per prompt and path (different seeds per path, so this is a test of the
-    distribution, not of equal random streams). Per prompt: the first position whose next-token entropy (after the
-    greedy prefix) is above 0.5 nats is tested against the exact conditional probabilities; every position's
-    marginal is compared between the paths. A control that decodes every row from the first prompt's cache fails."""
+    """6-token completions, 4 x 48 per prompt and path, different seeds per path (a test of the distribution, not of
+    equal random streams). A control that decodes every row from the first prompt's cache is rejected."""
     model, proc, rows = base
-    G, new = 48, 6
-    order = [0] * G + [1] * G                                           # a knowledge prompt and the short one
-    enc, two = _encode(proc, rows, order), _encode(proc, rows, [0, 1])
-    P = enc["input_ids"].size(1)
-    cfg = _config(proc, do_sample=True, temperature=1.0, max_new_tokens=new, min_new_tokens=new)
+    S = Sampled(model, proc, rows, G=48, new=6)
     with torch.no_grad():
-        greedy = model.generate(**two, generation_config=_config(proc, do_sample=False, max_new_tokens=new,
-                                                                 min_new_tokens=new))[:, two["input_ids"].size(1):]
-    exact = _exact_conditionals(model, two, greedy)                     # (2, new, V)
-    entropy = -(exact * exact.clamp_min(1e-12).log()).sum(-1)
-    k_test = [int((entropy[g] > 0.5).nonzero()[0]) for g in (0, 1)]
-    with torch.no_grad():
-        plain = _samples(lambda: model.generate(**enc, generation_config=cfg)[:, P:], range(100, 104))
-    shared = _samples(lambda: shared_prefix_generate(model, enc, order, cfg, [1] * len(order))[:, P:], range(200, 204))
-    wrong = _samples(lambda: shared_prefix_generate(model, enc, [0] * len(order), cfg, [1] * len(order))[:, P:],
-                     range(300, 304))
-    rows_of = lambda samples, g: samples.view(4, 2, G, new)[:, g].reshape(-1, new)
-    V = exact.size(-1)
-    def gof(samples, g):
-        s, k = rows_of(samples, g), k_test[g]
-        s = s[(s[:, :k] == greedy[g, :k]).all(1)]                         # samples that followed the greedy prefix
-        assert len(s) > 150, len(s)
-        return _gof_p(np.bincount(s[:, k].numpy(), minlength=V), exact[g, k].numpy())
-    def marginal(samples, g, k):
-        vals, counts = rows_of(samples, g)[:, k].unique(return_counts=True)
-        return dict(zip(vals.tolist(), counts.tolist()))
-    for g in (0, 1):
-        assert gof(plain, g) > 1e-3 and gof(shared, g) > 1e-3
-        for k in range(new): assert _two_sample_p(marginal(plain, g, k), marginal(shared, g, k)) > 1e-3 / new, (g, k)
+        plain = S.draw(lambda enc, cfg: model.generate(**enc, generation_config=cfg), range(100, 104))
+    shared = S.draw(lambda enc, cfg: shared_prefix_generate(model, enc, S.order, cfg, [1] * len(S.order)), range(200, 204))
+    wrong = S.draw(lambda enc, cfg: shared_prefix_generate(model, enc, [0] * len(S.order), cfg, [1] * len(S.order)),
+                   range(300, 304))
+    S.assert_same(plain, shared)
     # the second prompt's rows decoded from the first prompt's cache: both tests reject them
-    assert min(_two_sample_p(marginal(plain, 1, k), marginal(wrong, 1, k)) for k in range(new)) < 1e-6
-    s = rows_of(wrong, 1)[:, k_test[1]]
-    assert _gof_p(np.bincount(s.numpy(), minlength=V), exact[1, k_test[1]].numpy()) < 1e-6
+    assert min(_two_sample_p(S.marginal(plain, 1, k), S.marginal(wrong, 1, k)) for k in range(S.new)) < 1e-6
+    assert S.gof(wrong, 1, follow_greedy=False) < 1e-6
+
+@pytest.mark.slow
+def test_compiled_static_cache_decoding(base):
+    """`static_cache=True` (static KV cache, compiled decoding step; compiled once here, on CPU): greedy completions
+    token-identical to `generate`'s, and sampling from the same distribution (4 x 24 per prompt and path)."""
+    model, proc, rows = base
+    S = Sampled(model, proc, rows, G=24, new=6)
+    groups, n_img = S.order, [1] * len(S.order)
+    with torch.no_grad(): ref = model.generate(**S.enc, generation_config=S.greedy_cfg)
+    ours = shared_prefix_generate(model, S.enc, groups, S.greedy_cfg, n_img, static_cache=True)
+    assert torch.equal(ours, ref)
+    with torch.no_grad():
+        plain = S.draw(lambda enc, cfg: model.generate(**enc, generation_config=cfg), range(100, 104))
+    static = S.draw(lambda enc, cfg: shared_prefix_generate(model, enc, groups, cfg, n_img, static_cache=True),
+                    range(400, 404))
+    S.assert_same(plain, static)

@@ -111,6 +111,8 @@ class VRFTConfig(GRPOConfig):
         "of a generation batch and repeat its output (the same tensors as processing all G copies)."})
     shared_prefix_generation: bool = field(default=True, metadata={"help": "transformers generation (not vLLM): prefill "
         "each group's prompt and image once and decode its G completions from copies of that KV cache."})
+    static_cache_generation: bool = field(default=False, metadata={"help": "With shared_prefix_generation: decode into "
+        "a static KV cache with a compiled forward (CUDA graphs on a GPU). Compiles once per batch shape."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -221,7 +223,8 @@ def _shares_prefix(self: VRFTTrainer, has_tool_images: bool = False) -> bool:
     "Whether this generation goes through `shared_prefix_generate`: TRL's plain transformers path on a tested model."
     return (self.args.shared_prefix_generation and not self.use_vllm and not self.use_transformers_continuous_batching
             and not self.tools and not has_tool_images
-            and getattr(self.model.config, "model_type", None) in SHARED_PREFIX_MODELS)
+            and getattr(self.model.config, "model_type", None) in SHARED_PREFIX_MODELS
+            and getattr(getattr(self, "generation_config", None), "cache_implementation", None) in (None, "dynamic"))
 
 @patch
 def _generation_inputs(self: VRFTTrainer, prompt_ids: list[list[int]], multimodal_fields: dict) -> dict:
@@ -252,7 +255,8 @@ def _generate_single_turn(self: VRFTTrainer, prompt_ids, images, multimodal_fiel
                                       generation_kwargs=self.generation_kwargs,
                                       gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as model,
           torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False)):
-        ids = shared_prefix_generate(model, inputs, groups, self.generation_config, num_images)
+        ids = shared_prefix_generate(model, inputs, groups, self.generation_config, num_images,
+                                     static_cache=self.args.static_cache_generation)
     completion_ids = ids[:, inputs["input_ids"].size(1):]
     mask = completion_mask(completion_ids, self.eos_token_ids)     # up to and including the first EOS
     return [c[m.bool()].tolist() for c, m in zip(completion_ids.cpu(), mask.cpu())], None

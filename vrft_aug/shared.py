@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['SHARED_PREFIX_MODELS', 'content_key', 'row_groups', 'take_rows', 'SharedProcessor', 'shared_prefix_generate']
+__all__ = ['SHARED_PREFIX_MODELS', 'content_key', 'row_groups', 'take_rows', 'SharedProcessor', 'shared_prefix_generate',
+           'compile_config', 'compiled_decoding']
 
 # %% ../nbs/05a_shared.ipynb #961ebc39
 def _digest(b: bytes) -> bytes: return hashlib.blake2b(b, digest_size=16).digest()
@@ -140,6 +141,7 @@ def shared_prefix_generate(model,                  # a causal vision-language mo
                            groups: Sequence[int],  # per row: the index of its group (rows of a group share prompt and images)
                            generation_config=None, # passed to `generate`
                            num_images: Sequence[int] | None = None, # images per row (needed with pixel_values)
+                           static_cache: bool = False, # decode into a static KV cache with a compiled forward (section 5)
                            **generate_kwargs,
                           ) -> torch.Tensor:
     """`model.generate(**inputs)` for a batch whose rows repeat (a GRPO group: G copies of a prompt and its image).
@@ -155,9 +157,33 @@ def shared_prefix_generate(model,                  # a causal vision-language mo
     prefix = take_rows(dict(inputs), first, B, num_images)
     prefix = {k: (v[:, :-1] if k in per_token else v) for k, v in prefix.items()}        # (U, P-1)
     out = model(**prefix, use_cache=True, logits_to_keep=1)
-    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+    cache = out.cache if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
+    if cache is None:                                   # the model kept no cache (e.g. checkpointing in train mode)
+        return model.generate(**inputs, generation_config=generation_config, **generate_kwargs)
     rows = torch.as_tensor(inverse, dtype=torch.long, device=ids.device)
-    cache.batch_select_indices(rows)                                                   # (U, ...) -> (B, ...)
+    if static_cache and getattr(generation_config, "max_new_tokens", None):
+        cache, generation_config = compiled_decoding(model, cache, rows, P + generation_config.max_new_tokens,
+                                                     generation_config)
+    else: cache.batch_select_indices(rows)                                             # (U, ...) -> (B, ...)
     for m in _rope_holders(model): m.rope_deltas = m.rope_deltas[rows.to(m.rope_deltas.device)]
     rest = {k: v for k, v in inputs.items() if k not in ("pixel_values", "pixel_values_videos")}
     return model.generate(**rest, cache=cache, generation_config=generation_config, **generate_kwargs)
+
+# %% ../nbs/05a_shared.ipynb #b61e39eb
+def compile_config(device) -> "CompileConfig":
+    "How `generate` compiles the decoding step: CUDA graphs on a GPU, plain inductor elsewhere (CPU tests)."
+    from transformers.generation.configuration_utils import CompileConfig
+    cc = CompileConfig(dynamic=False, mode="reduce-overhead" if torch.device(device).type == "cuda" else "default")
+    cc._compile_all_devices = True     # transformers compiles only on GPUs unless told otherwise
+    return cc
+
+def compiled_decoding(model, cache, rows: torch.Tensor, length: int, generation_config, bucket: int = 256):
+    "A static cache holding `cache`'s rows `rows` (room for `length` tokens, rounded up to `bucket`), and a config that compiles."
+    import copy
+    from transformers import StaticCache
+    static = StaticCache(config=model.config, max_cache_len=-(-length // bucket) * bucket)
+    for i, layer in enumerate(cache.layers): static.update(layer.keys[rows], layer.values[rows], i)
+    config = copy.deepcopy(generation_config)
+    config.disable_compile, config.cache_implementation = False, None
+    config.compile_config = compile_config(rows.device)
+    return static, config
