@@ -15,7 +15,11 @@ scale, instead of the plain prompt):
    rounds; step time of each and their ratios to GRPO's (the same ratios bench/overhead.py reports on CPU);
 2. full fine-tuning with the imitation loss on (imitation_coef = 0.1, each distinct demonstration scored once): its
    step time over GRPO's;
-3. LoRA (r = 16 on the text attention projections): `GRPOTrainer` and `VRFTTrainer`, one round each.
+3. LoRA (r = 16 on the text attention projections): `GRPOTrainer` and `VRFTTrainer`, one round each;
+4. (on a GPU by default, `--static` for the toy, `--no-static` to skip) full fine-tuning, `GRPOTrainer` against
+   `VRFTTrainer` with `static_cache_generation` (static KV cache, compiled decoding step with CUDA graphs), both
+   without gradient checkpointing (which the static cache cannot be combined with): the first `train()` call of each
+   compiles or warms up (not counted), then one round is measured.
 Per phase: median step time, generated tokens per second (G x 256 over TRL's `transformers.generate` span), the split
 of a step (generation, scoring, other preparation, update) and the peak GPU memory (torch.cuda.max_memory_allocated).
 The first step of every `train()` call is warm-up and not counted.
@@ -113,7 +117,7 @@ class Memory:
         return rss_mb()["peak_rss_mb"] / 1024
 
 def _trainer(kind, model, proc, ds, out, s, timer, imitation_coef=0.0):
-    "`kind`: grpo, vrft, vrft_imitation (imitation_coef > 0) or vrft_unshared (both sharing switches off)."
+    "`kind`: grpo, vrft, vrft_imitation (imitation_coef > 0), vrft_unshared (sharing off), vrft_static (compiled decoding)."
     from trl import GRPOConfig, GRPOTrainer
     from vrft_aug.imitation import VRFTConfig, VRFTTrainer
     funcs, weights = reward_funcs()
@@ -124,7 +128,7 @@ def _trainer(kind, model, proc, ds, out, s, timer, imitation_coef=0.0):
     else:
         shared = kind != "vrft_unshared"
         cls, args = VRFTTrainer, VRFTConfig(**kw, imitation_coef=imitation_coef, shared_prompt_processing=shared,
-                                            shared_prefix_generation=shared)
+                                            shared_prefix_generation=shared, static_cache_generation=kind == "vrft_static")
     return silence_trainer(cls(model=model, reward_funcs=funcs, args=args, train_dataset=ds, processing_class=proc,
                                callbacks=[timer]))
 
@@ -145,14 +149,17 @@ def _summary(steps: list[dict], s: dict) -> dict:
     return dict(steps_measured=len(steps), median_step_s=split["step_s"], split_s=split,
                 generated_tokens_per_s=tokens / split["generation_s"] if split["generation_s"] > 0 else None)
 
-def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_coef=0.0) -> dict:
-    "Alternate trainers of `kinds` over `rounds` (order rotating), then summarise each and their ratio to the first."
+def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_coef=0.0, warmup_calls=0) -> dict:
+    """Alternate trainers of `kinds` over `rounds` (order rotating), then summarise each and their ratio to the first.
+    `warmup_calls` unmeasured `train()` calls of every trainer come first (compilation)."""
     mem.reset()
     t0 = time.perf_counter()
     timers = {k: step_timer(spans) for k in kinds}
     trainers = {k: _trainer(k, model, proc, ds, Path(tmp) / f"{name}-{k}", s, timers[k],
                             imitation_coef if k == "vrft_imitation" else 0.0) for k in kinds}
     steps = {k: [] for k in kinds}
+    for _ in range(warmup_calls):
+        for k in kinds: _run(trainers[k], timers[k])
     order = list(kinds)
     for _ in range(rounds):
         for k in order: steps[k] += _run(trainers[k], timers[k])
@@ -165,7 +172,8 @@ def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_
     del trainers; mem.reset()
     return out
 
-def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | None = None, prompt: str = "plain") -> dict:
+def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | None = None, prompt: str = "plain",
+        static: bool | None = None) -> dict:
     import torch
     quiet()
     if toy: torch.set_num_threads(1)   # 2 shared cores: one thread keeps the toy's timings from oversubscription
@@ -176,7 +184,8 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
              steps=steps or (1 if toy else 2), rounds=rounds or (1 if toy else 2), gradient_checkpointing=True,
              dtype="float32" if toy else "bfloat16", lora=dict(r=16, alpha=32, target_modules=["q_proj", "k_proj",
                                                                                                   "v_proj", "o_proj"]),
-             imitation_coef=0.1, vocab_size=4096 if toy else QWEN25_VL_3B_VOCAB, prompt=prompt)
+             imitation_coef=0.1, vocab_size=4096 if toy else QWEN25_VL_3B_VOCAB, prompt=prompt,
+             static=(not toy) if static is None else static)
     t0 = time.perf_counter()
     res = dict(settings=s, machine_start=machine())
     from peft import LoraConfig, get_peft_model
@@ -205,9 +214,21 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
         model = get_peft_model(model, lora)
         res["model"]["lora_trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         res["lora"] = phase("lora", ("grpo", "vrft"), model, proc, ds, tmp, s, spans, mem, rounds=1)
+        write_json(res, out)
+        if s["static"]:   # last: the compilation is the slowest part, and a cut run keeps the phases above
+            model = model.unload()   # back to the full model, LoRA layers removed
+            # The phases above enabled gradient checkpointing on this shared model object (the flag outlives their
+            # trainers), and every re-enable left forward hooks on the embeddings: switch it off and drop them, or
+            # the compiled decoding step, which guards on those hooks, would recompile at every step.
+            model.gradient_checkpointing_disable()
+            model.get_input_embeddings()._forward_hooks.clear()
+            # without gradient checkpointing, for both trainers: VRFTConfig refuses it with a static cache (see there)
+            res["full_static"] = phase("full_static", ("grpo", "vrft_static"), model, proc, ds, tmp,
+                                       dict(s, gradient_checkpointing=False), spans, mem, rounds=1, warmup_calls=1)
     res["vrft_over_grpo"] = dict(full=res["full"]["vrft_over_grpo"], lora=res["lora"]["vrft_over_grpo"],
                                  imitation=res["full_imitation"]["vrft_imitation_over_grpo"],
                                  full_unshared=res["full"]["vrft_unshared_over_grpo"])
+    if "full_static" in res: res["vrft_over_grpo"]["full_static"] = res["full_static"]["vrft_static_over_grpo"]
     res["out"] = str(out)
     res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
     write_json(res, out)
@@ -219,13 +240,16 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/gpu_check.json; with "
                     "--toy <tmp>/vrft_aug_bench/gpu_check_quick.json)")
     ap.add_argument("--prompt", default="plain", choices=("plain", "knowledge"), help="prompt variant (default plain)")
+    ap.add_argument("--static", action=argparse.BooleanOptionalAction, default=None,
+                    help="measure compiled static-cache decoding (default: on a GPU yes, with --toy no)")
     ap.add_argument("--steps", type=int, default=None, help="measured steps per train() call (default 2; toy 1)")
     ap.add_argument("--rounds", type=int, default=None, help="alternation rounds of the full phase (default 2; toy 1)")
     a = ap.parse_args(argv)
-    res = run(a.toy, a.out, a.steps, a.rounds, a.prompt)
+    res = run(a.toy, a.out, a.steps, a.rounds, a.prompt, a.static)
     dev = res["machine_start"]["gpu"] or f"CPU ({res['machine_start']['cpu']})"
     print(f"{'toy' if a.toy else 'Qwen2.5-VL-3B architecture'}: {res['model']['parameters'] / 1e6:.1f} M parameters on {dev}")
-    for ph in ("full", "full_imitation", "lora"):
+    for ph in ("full", "full_imitation", "lora", "full_static"):
+        if ph not in res: continue
         r = res[ph]
         for k, v in r.items():
             if isinstance(v, dict):

@@ -101,6 +101,8 @@ def test_shared_prefix_only_on_trls_transformers_path(tiny, tmp_path):
     tr.generation_config.cache_implementation = "static"; assert not tr._shares_prefix()   # it brings its own cache
     tr.generation_config.cache_implementation = None; assert tr._shares_prefix()
     tr.args.shared_prefix_generation = False; assert not tr._shares_prefix()
+    with pytest.raises(ValueError, match="gradient_checkpointing=False"):
+        VRFTConfig(**base_args(tmp_path, static_cache_generation=True, gradient_checkpointing=True))
 
 # ------------------------------------------------------------------------------------------ shared-prefix generation
 @pytest.fixture(scope="module")

@@ -119,6 +119,11 @@ class VRFTConfig(GRPOConfig):
         if not (isinstance(self.imitation_coef, (int, float)) and math.isfinite(self.imitation_coef)
                 and self.imitation_coef >= 0):
             raise ValueError(f"imitation_coef={self.imitation_coef!r}: expected a finite number >= 0")
+        if self.static_cache_generation and self.gradient_checkpointing:
+            # measured (TRL 1.16, transformers 5.24): each re-enable adds forward hooks to the input embeddings, a guard
+            # of the compiled graph, so it would recompile at every step
+            raise ValueError("static_cache_generation needs gradient_checkpointing=False: TRL re-enables checkpointing "
+                             "after every generation, which adds hooks that make the compiled decoding step recompile")
 
 class VRFTTrainer(GRPOTrainer):
     "TRL's `GRPOTrainer` with an imitation loss on demonstrations, weighted by `args.imitation_coef`."
