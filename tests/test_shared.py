@@ -278,6 +278,9 @@ def test_compiled_static_cache_decoding(base):
     assert torch.equal(ours, ref)
     with torch.no_grad():
         plain = S.draw(lambda enc, cfg: model.generate(**enc, generation_config=cfg), range(100, 104))
+    from vrft_aug.shared import _static_caches
+    cache = _static_caches[model][1]
     static = S.draw(lambda enc, cfg: shared_prefix_generate(model, enc, groups, cfg, n_img, static_cache=True),
                     range(400, 404))
+    assert _static_caches[model][1] is cache                               # one static cache, emptied and reused
     S.assert_same(plain, static)

@@ -7,7 +7,7 @@ Docs: https://vrft-aug.github.io/vrft_aug/shared.html.md"""
 
 # %% ../nbs/05a_shared.ipynb #eefaf05a
 from __future__ import annotations
-import hashlib
+import hashlib, weakref
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -177,11 +177,23 @@ def compile_config(device) -> "CompileConfig":
     cc._compile_all_devices = True     # transformers compiles only on GPUs unless told otherwise
     return cc
 
+_static_caches = weakref.WeakKeyDictionary()   # model -> (shape key, its last static cache)
+
+def _static_cache(model, batch_size: int, max_cache_len: int):
+    """The model's static cache for this shape, emptied: one object reused across calls (as `generate` does with its
+    own), so the compiled step and its CUDA graphs keep the same buffers; a new shape replaces it."""
+    from transformers import StaticCache
+    key, (old_key, cache) = (batch_size, max_cache_len), _static_caches.get(model, (None, None))
+    if key != old_key or cache is None:
+        cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
+        _static_caches[model] = (key, cache)
+    else: cache.reset()
+    return cache
+
 def compiled_decoding(model, cache, rows: torch.Tensor, length: int, generation_config, bucket: int = 256):
     "A static cache holding `cache`'s rows `rows` (room for `length` tokens, rounded up to `bucket`), and a config that compiles."
     import copy
-    from transformers import StaticCache
-    static = StaticCache(config=model.config, max_cache_len=-(-length // bucket) * bucket)
+    static = _static_cache(model, len(rows), -(-length // bucket) * bucket)
     for i, layer in enumerate(cache.layers): static.update(layer.keys[rows], layer.values[rows], i)
     config = copy.deepcopy(generation_config)
     config.disable_compile, config.cache_implementation = False, None
