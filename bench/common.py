@@ -5,7 +5,7 @@ Every benchmark writes one JSON file (default `bench/results/<name>.json`) holdi
 (with the load average at start and end: the development machine has 2 cores shared with other processes) and its
 numbers. Nothing here downloads anything."""
 from __future__ import annotations
-import json, os, platform, statistics, sys, time, warnings
+import json, os, platform, statistics, sys, tempfile, time, warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,6 +38,15 @@ def machine() -> dict:
                 torch_threads=torch.get_num_threads(), python=platform.python_version(), torch=torch.__version__,
                 transformers=transformers.__version__, trl=trl.__version__, loadavg=loadavg(),
                 utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+SMOKE_RESULTS = Path(tempfile.gettempdir()) / "vrft_aug_bench"
+
+def result_path(name: str, smoke: bool = False, out=None) -> Path:
+    """Where a benchmark writes its JSON: `out` when given; a full run to `bench/results/<name>.json`; a smoke run
+    (`--quick`, `--toy`) to `<tmp>/vrft_aug_bench/<name>_quick.json`, so trying a script never leaves files beside
+    the committed results."""
+    if out is not None: return Path(out)
+    return SMOKE_RESULTS / f"{name}_quick.json" if smoke else RESULTS / f"{name}.json"
 
 def median(xs) -> float:
     xs = [x for x in xs if x is not None]

@@ -20,7 +20,7 @@ import argparse, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, grpo_args, machine, median, quiet, reward_funcs, silence_trainer, step_timer,  # noqa: E402
+from common import (result_path, grpo_args, machine, median, quiet, reward_funcs, silence_trainer, step_timer,  # noqa: E402
                     tiny_model, train_dataset, write_json)
 
 TASKS = ("cells", "fundus", "lesion")
@@ -112,13 +112,13 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
     res.update(res["by_image_size"]["56"])   # the base setting's figures at the top level
     res["target_fraction"] = 0.05
     res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
-    write_json(res, out or RESULTS / ("data_quick.json" if quick else "data.json"))
+    write_json(res, result_path("data", quick, out))
     return res
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="16 items, 56 px only, 2 measured steps (smoke test)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/data[_quick].json)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/data.json; with --quick <tmp>/vrft_aug_bench/data_quick.json)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     a = ap.parse_args(argv)
     res = run(a.quick, a.out, a.threads)

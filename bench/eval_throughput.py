@@ -13,7 +13,7 @@ import argparse, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, median, quiet, tiny_model, write_json  # noqa: E402
+from common import result_path, machine, median, quiet, tiny_model, write_json  # noqa: E402
 
 BATCH_SIZES = (1, 16, 32)
 
@@ -47,13 +47,13 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
     res["speedup_vs_batch1"] = {str(b): res["samples_per_s"][str(b)] / res["samples_per_s"]["1"] for b in BATCH_SIZES}
     res["mean_completion_tokens"] = {str(b): lengths[b] for b in BATCH_SIZES}
     res["raw_seconds"] = {str(b): times[b] for b in BATCH_SIZES}
-    write_json(res, out or RESULTS / ("eval_throughput_quick.json" if quick else "eval_throughput.json"))
+    write_json(res, result_path("eval_throughput", quick, out))
     return res
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="32 samples, 16 tokens, 1 repeat (smoke test)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/eval_throughput[_quick].json)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/eval_throughput.json; with --quick <tmp>/vrft_aug_bench/eval_throughput_quick.json)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     a = ap.parse_args(argv)
     res = run(a.quick, a.out, a.threads)

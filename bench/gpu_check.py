@@ -8,11 +8,18 @@ so the project's tiny byte-level BPE is padded with filler tokens to the real vo
 embedding, the LM head and the sampling over the vocabulary cost what they cost with the real model.
 
 Phases (G = 8 completions of exactly 256 tokens for one 448 px SynthMed image per step, beta = 0, TRL defaults
-otherwise, gradient checkpointing on):
-1. full fine-tuning: `GRPOTrainer` and `VRFTTrainer` (imitation off), alternating over rounds; step time of each and
-   their ratio;
-2. full fine-tuning with the imitation loss on (imitation_coef = 0.1): its step time over GRPO's;
-3. LoRA (r = 16 on the text attention projections): `GRPOTrainer` and `VRFTTrainer`, one round each.
+otherwise, gradient checkpointing on; `--prompt knowledge` puts the knowledge block in the prompt, as at the CPU
+scale, instead of the plain prompt):
+1. full fine-tuning: `GRPOTrainer`, `VRFTTrainer` (imitation off; shared prompt processing and shared-prefix
+   generation on, the defaults) and `VRFTTrainer` with both sharing switches off ("vrft_unshared"), alternating over
+   rounds; step time of each and their ratios to GRPO's (the same ratios bench/overhead.py reports on CPU);
+2. full fine-tuning with the imitation loss on (imitation_coef = 0.1, each distinct demonstration scored once): its
+   step time over GRPO's;
+3. LoRA (r = 16 on the text attention projections): `GRPOTrainer` and `VRFTTrainer`, one round each;
+4. (on a GPU by default, `--static` for the toy, `--no-static` to skip) full fine-tuning, `GRPOTrainer` against
+   `VRFTTrainer` with `static_cache_generation` (static KV cache, compiled decoding step with CUDA graphs), both
+   without gradient checkpointing (which the static cache cannot be combined with): the first `train()` call of each
+   compiles or warms up (not counted), then one round is measured.
 Per phase: median step time, generated tokens per second (G x 256 over TRL's `transformers.generate` span), the split
 of a step (generation, scoring, other preparation, update) and the peak GPU memory (torch.cuda.max_memory_allocated).
 The first step of every `train()` call is warm-up and not counted.
@@ -20,17 +27,18 @@ The first step of every `train()` call is warm-up and not counted.
 On a GPU machine (measured: 423 s for the script on one H200, plus about 30 s of imports; budget 8 minutes; the JSON
 is rewritten after every phase, so a run cut by `timeout` keeps what it measured; `--rounds 1` saves about 100 s):
     HF_HUB_OFFLINE=1 python bench/gpu_check.py --out bench/results/gpu_check.json
+    HF_HUB_OFFLINE=1 python bench/gpu_check.py --prompt knowledge --rounds 1 --out bench/results/gpu_check_knowledge.json
 On CPU at toy size (what the tests run, tens of seconds): the same code path with a tiny config, fp32, G = 4,
 8-token completions, 56 px images (gradient checkpointing on, as on the GPU) and the tokenizer padded to 4096 entries only (at 151936 entries the LM head and
 TRL's chunked log-prob kernel dominate a CPU step of the toy: about 20 s instead of 1 s):
-    .venv/bin/python bench/gpu_check.py --toy
+    .venv/bin/python bench/gpu_check.py --toy      # writes <tmp>/vrft_aug_bench/gpu_check_quick.json unless --out
 """
 from __future__ import annotations
 import argparse, gc, json, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, Spans, grpo_args, machine, median, quiet, reward_funcs, rss_mb, silence_trainer,  # noqa: E402
+from common import (Spans, result_path, grpo_args, machine, median, quiet, reward_funcs, rss_mb, silence_trainer,  # noqa: E402
                     split_step, step_timer, train_dataset, write_json)
 
 QWEN25_VL_3B_VOCAB = 151936
@@ -109,6 +117,7 @@ class Memory:
         return rss_mb()["peak_rss_mb"] / 1024
 
 def _trainer(kind, model, proc, ds, out, s, timer, imitation_coef=0.0):
+    "`kind`: grpo, vrft, vrft_imitation (imitation_coef > 0), vrft_unshared (sharing off), vrft_static (compiled decoding)."
     from trl import GRPOConfig, GRPOTrainer
     from vrft_aug.imitation import VRFTConfig, VRFTTrainer
     funcs, weights = reward_funcs()
@@ -116,7 +125,10 @@ def _trainer(kind, model, proc, ds, out, s, timer, imitation_coef=0.0):
                    use_cpu=not s["cuda"], bf16=s["cuda"], gradient_checkpointing=s["gradient_checkpointing"],
                    max_steps=s["steps"] + 1)
     if kind == "grpo": cls, args = GRPOTrainer, GRPOConfig(**kw)
-    else: cls, args = VRFTTrainer, VRFTConfig(**kw, imitation_coef=imitation_coef)
+    else:
+        shared = kind != "vrft_unshared"
+        cls, args = VRFTTrainer, VRFTConfig(**kw, imitation_coef=imitation_coef, shared_prompt_processing=shared,
+                                            shared_prefix_generation=shared, static_cache_generation=kind == "vrft_static")
     return silence_trainer(cls(model=model, reward_funcs=funcs, args=args, train_dataset=ds, processing_class=proc,
                                callbacks=[timer]))
 
@@ -137,14 +149,17 @@ def _summary(steps: list[dict], s: dict) -> dict:
     return dict(steps_measured=len(steps), median_step_s=split["step_s"], split_s=split,
                 generated_tokens_per_s=tokens / split["generation_s"] if split["generation_s"] > 0 else None)
 
-def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_coef=0.0) -> dict:
-    "Alternate trainers of `kinds` over `rounds` (order rotating), then summarise each and their ratio to the first."
+def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_coef=0.0, warmup_calls=0) -> dict:
+    """Alternate trainers of `kinds` over `rounds` (order rotating), then summarise each and their ratio to the first.
+    `warmup_calls` unmeasured `train()` calls of every trainer come first (compilation)."""
     mem.reset()
     t0 = time.perf_counter()
     timers = {k: step_timer(spans) for k in kinds}
-    trainers = {k: _trainer("grpo" if k == "grpo" else "vrft", model, proc, ds, Path(tmp) / f"{name}-{k}", s, timers[k],
+    trainers = {k: _trainer(k, model, proc, ds, Path(tmp) / f"{name}-{k}", s, timers[k],
                             imitation_coef if k == "vrft_imitation" else 0.0) for k in kinds}
     steps = {k: [] for k in kinds}
+    for _ in range(warmup_calls):
+        for k in kinds: _run(trainers[k], timers[k])
     order = list(kinds)
     for _ in range(rounds):
         for k in order: steps[k] += _run(trainers[k], timers[k])
@@ -157,7 +172,8 @@ def phase(name, kinds, model, proc, ds, tmp, s, spans, mem, rounds=1, imitation_
     del trainers; mem.reset()
     return out
 
-def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | None = None) -> dict:
+def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | None = None, prompt: str = "plain",
+        static: bool | None = None) -> dict:
     import torch
     quiet()
     if toy: torch.set_num_threads(1)   # 2 shared cores: one thread keeps the toy's timings from oversubscription
@@ -168,7 +184,8 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
              steps=steps or (1 if toy else 2), rounds=rounds or (1 if toy else 2), gradient_checkpointing=True,
              dtype="float32" if toy else "bfloat16", lora=dict(r=16, alpha=32, target_modules=["q_proj", "k_proj",
                                                                                                   "v_proj", "o_proj"]),
-             imitation_coef=0.1, vocab_size=4096 if toy else QWEN25_VL_3B_VOCAB)
+             imitation_coef=0.1, vocab_size=4096 if toy else QWEN25_VL_3B_VOCAB, prompt=prompt,
+             static=(not toy) if static is None else static)
     t0 = time.perf_counter()
     res = dict(settings=s, machine_start=machine())
     from peft import LoraConfig, get_peft_model
@@ -182,11 +199,12 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
                         tokenizer_len=len(tok), hidden_size=cfg.text_config.hidden_size,
                         layers=cfg.text_config.num_hidden_layers, vision_depth=cfg.vision_config.depth,
                         build_seconds=round(time.perf_counter() - t0, 1))
-    ds = train_dataset(8, side)
+    ds = train_dataset(8, side, variant=prompt)
     mem = Memory(cuda)
     with tempfile.TemporaryDirectory() as tmp, Spans() as spans:
-        out = Path(out or RESULTS / ("gpu_check_toy.json" if toy else "gpu_check.json"))
-        res["full"] = phase("full", ("grpo", "vrft"), model, proc, ds, tmp, s, spans, mem, rounds=s["rounds"])
+        out = result_path("gpu_check", toy, out)
+        res["full"] = phase("full", ("grpo", "vrft", "vrft_unshared"), model, proc, ds, tmp, s, spans, mem,
+                            rounds=s["rounds"])
         write_json(res, out)   # after every phase: a run stopped by its time limit still leaves what it measured
         res["full_imitation"] = phase("full_imitation", ("grpo", "vrft_imitation"), model, proc, ds, tmp, s, spans, mem,
                                       rounds=1, imitation_coef=s["imitation_coef"])
@@ -196,8 +214,22 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
         model = get_peft_model(model, lora)
         res["model"]["lora_trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         res["lora"] = phase("lora", ("grpo", "vrft"), model, proc, ds, tmp, s, spans, mem, rounds=1)
+        write_json(res, out)
+        if s["static"]:   # last: the compilation is the slowest part, and a cut run keeps the phases above
+            model = model.unload()   # back to the full model, LoRA layers removed
+            # The phases above enabled gradient checkpointing on this shared model object (the flag outlives their
+            # trainers), and every re-enable left forward hooks on the embeddings: switch it off and drop them, or
+            # the compiled decoding step, which guards on those hooks, would recompile at every step.
+            model.gradient_checkpointing_disable()
+            model.get_input_embeddings()._forward_hooks.clear()
+            # without gradient checkpointing, for both trainers: VRFTConfig refuses it with a static cache (see there)
+            res["full_static"] = phase("full_static", ("grpo", "vrft_static"), model, proc, ds, tmp,
+                                       dict(s, gradient_checkpointing=False), spans, mem, rounds=1, warmup_calls=1)
     res["vrft_over_grpo"] = dict(full=res["full"]["vrft_over_grpo"], lora=res["lora"]["vrft_over_grpo"],
-                                 imitation=res["full_imitation"]["vrft_imitation_over_grpo"])
+                                 imitation=res["full_imitation"]["vrft_imitation_over_grpo"],
+                                 full_unshared=res["full"]["vrft_unshared_over_grpo"])
+    if "full_static" in res: res["vrft_over_grpo"]["full_static"] = res["full_static"]["vrft_static_over_grpo"]
+    res["out"] = str(out)
     res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
     write_json(res, out)
     return res
@@ -205,14 +237,19 @@ def run(toy: bool = False, out=None, steps: int | None = None, rounds: int | Non
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--toy", action="store_true", help="tiny config on CPU (what the tests run)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/gpu_check[_toy].json)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/gpu_check.json; with "
+                    "--toy <tmp>/vrft_aug_bench/gpu_check_quick.json)")
+    ap.add_argument("--prompt", default="plain", choices=("plain", "knowledge"), help="prompt variant (default plain)")
+    ap.add_argument("--static", action=argparse.BooleanOptionalAction, default=None,
+                    help="measure compiled static-cache decoding (default: on a GPU yes, with --toy no)")
     ap.add_argument("--steps", type=int, default=None, help="measured steps per train() call (default 2; toy 1)")
     ap.add_argument("--rounds", type=int, default=None, help="alternation rounds of the full phase (default 2; toy 1)")
     a = ap.parse_args(argv)
-    res = run(a.toy, a.out, a.steps, a.rounds)
+    res = run(a.toy, a.out, a.steps, a.rounds, a.prompt, a.static)
     dev = res["machine_start"]["gpu"] or f"CPU ({res['machine_start']['cpu']})"
     print(f"{'toy' if a.toy else 'Qwen2.5-VL-3B architecture'}: {res['model']['parameters'] / 1e6:.1f} M parameters on {dev}")
-    for ph in ("full", "full_imitation", "lora"):
+    for ph in ("full", "full_imitation", "lora", "full_static"):
+        if ph not in res: continue
         r = res[ph]
         for k, v in r.items():
             if isinstance(v, dict):
@@ -220,7 +257,7 @@ def main(argv=None):
                 print(f"{ph:15s} {k:15s} step {v['median_step_s']:8.3f} s  generation {v['split_s']['generation_s']:7.3f} s "
                       f"({tps if tps is None else round(tps, 1)} tokens/s)  update {v['split_s']['update_s']:7.3f} s")
         print(f"{ph:15s} peak memory {r['peak_mem_gb']:.2f} GiB, {r['seconds']} s")
-    print(f"ratios over GRPO: {res['vrft_over_grpo']}; total {res['seconds']} s")
+    print(f"ratios over GRPO: {res['vrft_over_grpo']}; total {res['seconds']} s -> {res['out']}")
 
 if __name__ == "__main__":
     main()

@@ -6,12 +6,14 @@ Trains the committed base's architecture (TINY_SIZES["base"], 16 image tokens) f
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/pretrain_probe.py --steps 300
 """
-import argparse, json, tempfile, time
+import argparse, json, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import result_path  # noqa: E402
 from vrft_aug.pretrain import (PretrainConfig, PerceptionProbe, _new_model, draw_scene, sft_batch, lm_loss, messages,
                                normalize_answer, parse_completion)
 from vrft_aug.tiny import generate
@@ -20,7 +22,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=300)
 ap.add_argument("--lr", type=float, default=3e-3)
 ap.add_argument("--threads", type=int, default=2)
-ap.add_argument("--out", default="bench/results/pretrain_probe.json")
+ap.add_argument("--out", default=None, help="JSON output (default bench/results/pretrain_probe.json; with --quick "
+                "<tmp>/vrft_aug_bench/pretrain_probe_quick.json)")
 ap.add_argument("--quick", action="store_true", help="smoke mode: 3 steps, 8 test scenes")
 args = ap.parse_args()
 if args.quick: args.steps = 3
@@ -57,5 +60,6 @@ def run(probe_weight: float) -> dict:
 
 res = dict(steps=args.steps, lr=args.lr, threads=args.threads, runs=[run(0.0), run(1.0)])
 print(json.dumps(res, indent=1))
+args.out = result_path("pretrain_probe", args.quick, args.out)
 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 Path(args.out).write_text(json.dumps(res, indent=1) + "\n")

@@ -19,7 +19,7 @@ import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, Spans, grpo_args, machine, median, quiet, reward_funcs, rss_mb, silence_trainer,  # noqa: E402
+from common import (result_path, Spans, grpo_args, machine, median, quiet, reward_funcs, rss_mb, silence_trainer,  # noqa: E402
                     split_step, step_timer, tiny_model, train_dataset, write_json)
 
 BASE = dict(G=4, completion_len=32, image_size=56)
@@ -104,7 +104,7 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 def run(quick: bool = False, out=None, threads: int = 1) -> dict:
-    out = Path(out or RESULTS / ("scaling_quick.json" if quick else "scaling.json"))
+    out = result_path("scaling", quick, out)
     axes, steps = (QUICK_AXES, 1) if quick else (AXES, 3)
     res = dict(settings=dict(base=BASE, steps=steps, warmup_steps=1, threads=threads, size="test", prompts_per_step=1),
                axes=axes, machine_start=machine(), points=[])
@@ -138,7 +138,7 @@ def run(quick: bool = False, out=None, threads: int = 1) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 points, 1 measured step each (smoke test)")
-    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/scaling[_quick].json)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results/scaling.json; with --quick <tmp>/vrft_aug_bench/scaling_quick.json)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--point", nargs=3, type=int, metavar=("G", "LEN", "PX"), help="internal: run one point")
     ap.add_argument("--model-dir", type=Path, help="internal: the tiny model folder")

@@ -55,10 +55,10 @@ def test_gradient_accumulation_equals_one_big_step(tiny, tmp_path, monkeypatch):
     # Same 8 completions (one generation batch), either one step of 8 or 2 accumulated micro-batches of 4: with the
     # dapo-style normalisation of both terms the update is the same. Plain SGD, so the update is lr x gradient.
     counts = []
-    orig = VRFTTrainer.imitation_logps
-    def spy(self, model, inputs):
-        counts.append(int(inputs["demo_completion_mask"].sum())); return orig(self, model, inputs)
-    monkeypatch.setattr(VRFTTrainer, "imitation_logps", spy)
+    orig = VRFTTrainer.compute_loss
+    def spy(self, model, inputs, *a, **kw):   # demonstration tokens of each (micro-)batch, repeated rows included
+        counts.append(int(inputs["demo_completion_mask"].sum())); return orig(self, model, inputs, *a, **kw)
+    monkeypatch.setattr(VRFTTrainer, "compute_loss", spy)
     kw = dict(max_steps=1, imitation_coef=0.5, beta=0.1, optim="sgd", learning_rate=0.1, max_grad_norm=0.0,
               num_generations=2, max_completion_length=40, seed=1)
     big = _train(VRFTTrainer, VRFTConfig, tiny, tmp_path / "a", **kw)

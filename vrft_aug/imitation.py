@@ -8,15 +8,23 @@ Docs: https://vrft-aug.github.io/vrft_aug/imitation.html.md"""
 # %% ../nbs/06_imitation.ipynb #2dc8a84a
 from __future__ import annotations
 import math, re
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from fastcore.basics import patch
 from trl import GRPOConfig, GRPOTrainer
+from trl.extras.profiling import profiling_context
+from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import pad
 
 from .core import THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE
-from .grpo import forward_kwargs
+from .grpo import completion_mask, forward_kwargs
+from .shared import SHARED_PREFIX_MODELS, SharedProcessor, shared_prefix_generate
+from .shared import content_key, row_groups, take_rows
 
 # %% auto #0
 __all__ = ['answer_text', 'knowledge_for', 'short_rationale', 'demonstration', 'add_demonstrations', 'imitation_loss',
@@ -86,10 +94,12 @@ def add_demonstrations(dataset,                          # a `datasets.Dataset` 
 # %% ../nbs/06_imitation.ipynb #44847c97
 def imitation_loss(logps: torch.Tensor, # (B, C) log pi_theta of the demonstration tokens
                    mask: torch.Tensor,  # (B, C) 1 on demonstration tokens (including the closing EOS), 0 on padding
-                   num_items: float | torch.Tensor | None = None, # token count to divide by (default: mask.sum())
+                   num_items: float | torch.Tensor | None = None, # token count to divide by (default: sum of weighted mask)
+                   weights: torch.Tensor | None = None, # (B,) how many identical rows each row stands for (default 1)
                   ) -> torch.Tensor:
-    "Behaviour cloning: $-\\sum m \\log\\pi / N$, the mean token NLL of the demonstrations ($N = \\sum m$ by default)."
+    "Behaviour cloning: $-\\sum w\\,m \\log\\pi / N$, the mean token NLL of the demonstrations ($N = \\sum w\\,m$ by default)."
     m = mask.to(logps.dtype)
+    if weights is not None: m = m * torch.as_tensor(weights, dtype=m.dtype, device=m.device)[:, None]
     n = m.sum() if num_items is None else torch.as_tensor(num_items, dtype=m.dtype, device=m.device)
     return -(logps * m).sum() / n.clamp(min=1.0)
 
@@ -101,12 +111,23 @@ class VRFTConfig(GRPOConfig):
         "on demonstrations added to the GRPO loss. 0 gives plain GRPO exactly, without the extra forward pass."})
     demonstration_column: str = field(default="demonstration", metadata={"help": "Dataset column holding each "
         "sample's demonstration completion (used when imitation_coef > 0 and no demonstration_fn is given)."})
+    shared_prompt_processing: bool = field(default=True, metadata={"help": "Run the processor once per distinct prompt "
+        "of a generation batch and repeat its output (the same tensors as processing all G copies)."})
+    shared_prefix_generation: bool = field(default=True, metadata={"help": "transformers generation (not vLLM): prefill "
+        "each group's prompt and image once and decode its G completions from copies of that KV cache."})
+    static_cache_generation: bool = field(default=False, metadata={"help": "With shared_prefix_generation: decode into "
+        "a static KV cache with a compiled forward (CUDA graphs on a GPU). Compiles once per batch shape."})
 
     def __post_init__(self):
         super().__post_init__()
         if not (isinstance(self.imitation_coef, (int, float)) and math.isfinite(self.imitation_coef)
                 and self.imitation_coef >= 0):
             raise ValueError(f"imitation_coef={self.imitation_coef!r}: expected a finite number >= 0")
+        if self.static_cache_generation and self.gradient_checkpointing:
+            # measured (TRL 1.16, transformers 5.24): each re-enable adds forward hooks to the input embeddings, a guard
+            # of the compiled graph, so it would recompile at every step
+            raise ValueError("static_cache_generation needs gradient_checkpointing=False: TRL re-enables checkpointing "
+                             "after every generation, which adds hooks that make the compiled decoding step recompile")
 
 class VRFTTrainer(GRPOTrainer):
     "TRL's `GRPOTrainer` with an imitation loss on demonstrations, weighted by `args.imitation_coef`."
@@ -129,11 +150,11 @@ class VRFTTrainer(GRPOTrainer):
             texts.append(text)
         return texts
 
-    def _tokenize_demonstrations(self, rows: list[dict], device) -> dict:
+    def _tokenize_demonstrations(self, rows: list[dict], device, texts: list[str] | None = None) -> dict:
         "Demonstrations as right-padded completion ids ending in EOS, cut to max_completion_length, plus their mask."
         eos, pad, L = self.eos_token_ids[0], self._tokenizer.pad_token_id, self.max_completion_length
-        ids = [self._tokenizer(t, add_special_tokens=False)["input_ids"][: L - 1 if L else None] + [eos]
-               for t in self._demonstration_texts(rows)]
+        texts = self._demonstration_texts(rows) if texts is None else texts
+        ids = [self._tokenizer(t, add_special_tokens=False)["input_ids"][: L - 1 if L else None] + [eos] for t in texts]
         C = max(len(x) for x in ids)
         out = torch.full((len(ids), C), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), C), dtype=torch.long)
@@ -145,10 +166,27 @@ class VRFTTrainer(GRPOTrainer):
                 "demo_num_items": self.accelerator.gather(mask.sum()).sum()}  # tokens of the global generation batch
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
+        with self._shared_processing():
+            output = super()._generate_and_score_completions(inputs)
         if self.args.imitation_coef > 0:
-            output.update(self._tokenize_demonstrations(inputs, output["prompt_ids"].device))
+            device, texts = output["prompt_ids"].device, self._demonstration_texts(inputs)
+            output.update(self._tokenize_demonstrations(inputs, device, texts))
+            output["demo_group"] = torch.tensor(self._demonstration_groups(inputs, texts), device=device)
         return output
+
+    def _demonstration_groups(self, rows: list[dict], texts: list[str]) -> list[int]:
+        "Per row, the index of its (prompt, image, demonstration): rows with the same one are scored once."
+        return row_groups([content_key((r.get("prompt"), r.get("image"), r.get("images"), t))
+                           for r, t in zip(rows, texts)])[1]
+
+    def _distinct_demonstrations(self, inputs: dict) -> tuple[dict, torch.Tensor | None]:
+        "The micro-batch's rows with distinct `demo_group`, and how many rows each stands for (all rows, None: no repeats)."
+        B = inputs["prompt_ids"].size(0)
+        if "demo_group" not in inputs: return inputs, None
+        first, _, counts = row_groups(inputs["demo_group"].tolist())
+        if len(first) == B: return inputs, None
+        try: return take_rows(inputs, first, B), torch.tensor(counts, device=inputs["prompt_ids"].device)
+        except ValueError: return inputs, None   # an image layout take_rows does not know: score every row
 
     def imitation_logps(self, model, inputs: dict) -> torch.Tensor:
         "Per-token log-probs of the demonstrations given each row's prompt and image, shape (B, C_demo)."
@@ -168,14 +206,69 @@ class VRFTTrainer(GRPOTrainer):
         loss = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         if self.args.imitation_coef > 0 and "demo_completion_ids" in inputs:
             mode = "train" if self.model.training else "eval"
-            logps, mask = self.imitation_logps(model, inputs), inputs["demo_completion_mask"]
+            rows, counts = self._distinct_demonstrations(inputs)   # each distinct row once, weighted by its count
+            logps, mask = self.imitation_logps(model, rows), rows["demo_completion_mask"]
             # like TRL's dapo: N = global demonstration tokens, per process, per micro-batch of the generation batch
             n = inputs["demo_num_items"].clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train": n = n * self.current_gradient_accumulation_steps / self.args.steps_per_generation
-            loss = loss + self.args.imitation_coef * imitation_loss(logps, mask, num_items=n)
-            nll = imitation_loss(logps.detach(), mask)  # this micro-batch's mean token NLL, for the log
+            loss = loss + self.args.imitation_coef * imitation_loss(logps, mask, num_items=n, weights=counts)
+            nll = imitation_loss(logps.detach(), mask, weights=counts)  # this micro-batch's mean token NLL, for the log
             self._metrics[mode]["imitation/loss"].append(self.accelerator.gather(nll).mean().item())
         return loss
+
+# %% ../nbs/06_imitation.ipynb #09cbfde7
+@patch
+@contextmanager
+def _shared_processing(self: VRFTTrainer):
+    "While TRL builds a batch: its processor runs once per distinct prompt (`args.shared_prompt_processing`)."
+    if not self.args.shared_prompt_processing: yield; return
+    processor = self.processing_class
+    self.processing_class = SharedProcessor(processor)
+    try: yield
+    finally: self.processing_class = processor
+
+@patch
+def _shares_prefix(self: VRFTTrainer, has_tool_images: bool = False) -> bool:
+    "Whether this generation goes through `shared_prefix_generate`: TRL's plain transformers path on a tested model."
+    return (self.args.shared_prefix_generation and not self.use_vllm and not self.use_transformers_continuous_batching
+            and not self.tools and not has_tool_images
+            and getattr(self.model.config, "model_type", None) in SHARED_PREFIX_MODELS
+            and getattr(getattr(self, "generation_config", None), "cache_implementation", None) in (None, "dynamic"))
+
+@patch
+def _generation_inputs(self: VRFTTrainer, prompt_ids: list[list[int]], multimodal_fields: dict) -> dict:
+    "The tensors TRL's transformers path gives `generate`: left-padded prompts, their mask, the multimodal fields."
+    pad_kw = dict(padding_side="left", pad_to_multiple_of=self.pad_to_multiple_of)
+    prompts = [torch.tensor(ids) for ids in prompt_ids]
+    inputs = {"input_ids": pad(prompts, padding_value=self._tokenizer.pad_token_id, **pad_kw),
+              "attention_mask": pad([torch.ones_like(t) for t in prompts], padding_value=0, **pad_kw)}
+    for k, v in multimodal_fields.items():
+        if isinstance(v, torch.Tensor): inputs[k] = v
+        elif isinstance(v, list) and v and isinstance(v[0], list):   # per-token field: left-padded like input_ids
+            inputs[k] = pad([torch.tensor(x) for x in v], padding_value=0, **pad_kw)
+        else: inputs[k] = torch.tensor(np.array(v))
+    return super(GRPOTrainer, self)._prepare_inputs(inputs)   # Trainer's: onto the device
+
+@patch
+def _generate_single_turn(self: VRFTTrainer, prompt_ids, images, multimodal_fields, num_generations,
+                          has_tool_images=False):
+    if not self._shares_prefix(has_tool_images):
+        return super(VRFTTrainer, self)._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                              has_tool_images)
+    groups = row_groups([content_key((ids, im)) for ids, im in zip(prompt_ids, images or [None] * len(prompt_ids))])[1]
+    inputs = self._generation_inputs(prompt_ids, multimodal_fields)
+    num_images = [len(im) if im else 0 for im in images] if images is not None else None
+    with (profiling_context(self, "transformers.generate"),
+          unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                      gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                                      generation_kwargs=self.generation_kwargs,
+                                      gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as model,
+          torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False)):
+        ids = shared_prefix_generate(model, inputs, groups, self.generation_config, num_images,
+                                     static_cache=self.args.static_cache_generation)
+    completion_ids = ids[:, inputs["input_ids"].size(1):]
+    mask = completion_mask(completion_ids, self.eos_token_ids)     # up to and including the first EOS
+    return [c[m.bool()].tolist() for c, m in zip(completion_ids.cpu(), mask.cpu())], None
 
 # %% ../nbs/06_imitation.ipynb #ecb0603d
 def sft_dataset(dataset,                          # a TRL GRPO dataset: prompt, image(s), and demonstrations
