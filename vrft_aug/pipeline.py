@@ -20,11 +20,12 @@ from .prompts import make_prompt_fn, VARIANTS
 from .rewards import REWARD_FACTORIES
 
 # %% auto #0
-__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig',
-           'shipped_configs', 'config_dirs', 'find_config', 'available_presets', 'dataset_task', 'stage_prompt',
-           'stage_rewards', 'validate', 'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir',
-           'resolve_model', 'stage_key', 'stage_dirs', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model',
-           'run', 'grid', 'collect_runs', 'results_table', 'report']
+__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'TEST_SEED', 'TINY_BASE', 'STAGE_KEY_FIELDS', 'STAGE_KEY_RESOLVED',
+           'NOT_IN_STAGE_KEY', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig', 'shipped_configs', 'config_dirs',
+           'find_config', 'available_presets', 'dataset_task', 'stage_prompt', 'stage_rewards', 'validate',
+           'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir', 'resolve_model', 'stage_key', 'stage_dirs',
+           'load_processor', 'run_stage', 'run_dir', 'evaluate_model', 'run', 'grid', 'collect_runs', 'results_table',
+           'report']
 
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
 STAGE_KINDS = ("sft", "grpo")
@@ -368,15 +369,28 @@ def resolve_model(cfg: RunConfig) -> str:
 # %% ../nbs/10_pipeline.ipynb #3c43d027
 def _digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+# RunConfig fields that can change what a stage trains, read as they are ...
+STAGE_KEY_FIELDS = ("n_train", "seed", "image_size", "medmnist_size", "medmnist_root", "knowledge", "options",
+                    "demonstration_words", "use_cpu", "bf16", "lora", "lora_r", "lora_alpha")
+# ... those that enter resolved for the stage (so presets that resolve alike share it) ...
+STAGE_KEY_RESOLVED = {"model": "the key chain's root (the first stage's prev)",
+                      "dataset": "as `_stage_dataset` resolves it for this stage",
+                      "localization_dataset": "as `_stage_dataset` resolves it for this stage",
+                      "prompt": "as `stage_prompt` resolves it (warm starts: plain)",
+                      "stages": "this stage's StageConfig; earlier stages through prev",
+                      "stage_defaults": "merged into every StageConfig"}
+# ... and those that cannot change a trained stage
+NOT_IN_STAGE_KEY = {"preset": "a name: its stages are in the key", "scale": "a name: its values are in the key",
+                    "description": "text", "tasks": "a check before training", "run_name": "a name",
+                    "output_dir": "where the cache lives", "n_test": "evaluation only", "eval_batch_size": "evaluation only",
+                    "eval_max_new_tokens": "evaluation only",
+                    "save_steps": "how often checkpoints are written (a resumed stage equals an uninterrupted one)"}
+
 def stage_key(cfg: RunConfig, i: int, prev: str) -> str:
     "Content key of stage i given the previous stage's key (or the base model)."
     st = cfg.stages[i]
-    data = dict(dataset=_stage_dataset(cfg, st), n_train=cfg.n_train, image_size=cfg.image_size,
-                medmnist_size=cfg.medmnist_size, knowledge=cfg.knowledge, options=cfg.options,
-                demonstration_words=cfg.demonstration_words)
-    train = dict(seed=cfg.seed, lora=cfg.lora, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, bf16=cfg.bf16)
-    return _digest(dict(prev=prev, stage=asdict(st), prompt=stage_prompt(cfg, st), rewards=stage_rewards(cfg, st),
-                        data=data, train=train))
+    return _digest(dict(prev=prev, stage=asdict(st), dataset=_stage_dataset(cfg, st), prompt=stage_prompt(cfg, st),
+                        rewards=stage_rewards(cfg, st), run={f: getattr(cfg, f) for f in STAGE_KEY_FIELDS}))
 
 def stage_dirs(cfg: RunConfig) -> list[Path]:
     "The cache folder of every stage, in order."
