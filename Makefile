@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 export MPLBACKEND=Agg
 
-.PHONY: install test demo docs export clean-nbs lint
+.PHONY: install test demo docs export clean-nbs lint mutants
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,11 @@ demo: $(STAMP)
 DOCS_FLAGS ?=
 docs: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python docs/build_site.py --out _docs $(DOCS_FLAGS)
+
+# Mutation check (not part of `make test`): plants each bug listed in bench/mutants.py in a scratch copy of the library
+# and runs the tests that must catch it; fails when one survives. A few minutes.
+mutants: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/mutants.py
 
 export: $(STAMP)
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean

@@ -182,3 +182,10 @@ def test_pretrain_probe_quick(tmp_path):
     assert res["steps"] == 3 and [r["probe_weight"] for r in res["runs"]] == [0.0, 1.0]
     for r in res["runs"]:
         _positive(r["answer_loss_last25"]); _positive(r["seconds"]); assert 0 <= r["colour_accuracy"] <= 1
+
+def test_every_mutant_still_applies():
+    "bench/mutants.py: each listed bug is an exact replacement of text that occurs once in the current library."
+    r = subprocess.run([sys.executable, str(BENCH / "mutants.py"), "--check"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import mutants
+    assert len(mutants.MUTANTS) >= 10 and all(m.tests and m.tests[0].startswith("tests/") for m in mutants.MUTANTS)

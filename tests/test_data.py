@@ -357,3 +357,22 @@ def test_grid_cli_expands_paper(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "report", lambda root: (tmp_path / "results.md").write_text("ok") and tmp_path)
     cli.main(["grid", "--presets", "vrft", "--datasets", "paper,synthmed-cells", "--set", f"output_dir={tmp_path}"])
     assert seen["datasets"] == [*PAPER_MEDMNIST, "synthmed-cells"]
+
+
+@pytest.mark.parametrize("task", SYNTHMED_TASKS)
+def test_synthmed_val_and_test_are_not_drawn_from_the_train_stream(task):
+    "Each split is its own random stream: no val/test image repeats a train image, even where the labels agree."
+    n = 24
+    splits = {s: synthmed(task, s, n=n, seed=0, image_size=32) for s in ("train", "val", "test")}
+    pixels = {s: [np.asarray(ds[i].image) for i in range(n)] for s, ds in splits.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        same_label = [i for i in range(n) if splits[a].labels[i] == splits[b].labels[i]]
+        assert same_label, f"{a}/{b}: no index with equal labels, so this case cannot tell the streams apart"
+        for i in same_label:
+            assert not np.array_equal(pixels[a][i], pixels[b][i]), f"{task} {b}[{i}] is {a}[{i}]: the same random stream"
+        if task != "lesion": assert splits[a].labels != splits[b].labels, f"{task} {a} and {b} share their label order"
+        if task == "lesion":
+            same_box = sum(splits[a][i].bbox == splits[b][i].bbox for i in range(n))
+            assert same_box < n // 4, f"{task} {a}/{b}: {same_box} of {n} boxes agree"
+    again = synthmed(task, "test", n=n, seed=0, image_size=32)   # and a split is still deterministic
+    assert all(np.array_equal(np.asarray(again[i].image), pixels["test"][i]) for i in range(n))

@@ -1,5 +1,6 @@
-"""Reliability of the pipeline: kill-and-resume gives the uninterrupted result; same seed, same metrics."""
-import json, os, signal, subprocess, sys, time
+"""Reliability of the pipeline: invalid configs fail before anything is written; the accelerate configs load and resolve.
+Kill-and-resume on the real configuration is tests/test_resume.py."""
+import os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -19,40 +20,6 @@ def _env():
 def _train(out, *extra, **kw):
     return subprocess.run(CLI + ["train", "--preset", "vrft", "--output-dir", str(out), *TINY, *extra],
                           capture_output=True, text=True, env=_env(), cwd=ROOT, **kw)
-
-def _metrics(out):
-    return json.loads(next(Path(out).rglob("metrics.json")).read_text())
-
-@pytest.mark.slow
-def test_determinism_and_kill_resume(tmp_path):
-    # two uninterrupted runs with the same seed give identical metrics and completions
-    ref, twin = _train(tmp_path / "ref"), _train(tmp_path / "twin")
-    assert ref.returncode == 0 and twin.returncode == 0, (ref.stderr[-3000:], twin.stderr[-3000:])
-    a = _metrics(tmp_path / "ref")
-    assert a["metrics"] == _metrics(tmp_path / "twin")["metrics"] and a["examples"] == _metrics(tmp_path / "twin")["examples"]
-    # a run SIGKILLed mid-GRPO and restarted with --resume ends with the same metrics
-    out = tmp_path / "killed"
-    p = subprocess.Popen(CLI + ["train", "--preset", "vrft", "--output-dir", str(out), *TINY], env=_env(), cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    # wait until the GRPO stage (stage 1) has a complete checkpoint, then SIGKILL the whole process group
-    deadline, killed_at = time.time() + 300, None
-    while time.time() < deadline and p.poll() is None:
-        ckpts = [c for c in out.glob("_stages/1-grpo-*/checkpoint-*") if (c / "trainer_state.json").exists()]
-        if ckpts:
-            os.killpg(p.pid, signal.SIGKILL); killed_at = sorted(c.name for c in ckpts); break
-        time.sleep(0.05)
-    p.wait()
-    assert killed_at, f"the run ended (rc={p.returncode}) before a GRPO checkpoint appeared: {p.stderr.read()[-2000:]}"
-    assert not list(out.rglob("metrics.json")), "a killed run must not leave final metrics"
-    again = _train(out)  # without --resume (or --overwrite) an existing run folder is refused
-    assert again.returncode == 2 and "--resume" in again.stderr, again.stderr[-2000:]
-    res = _train(out, "--resume")
-    assert res.returncode == 0, res.stderr[-3000:]
-    done = json.loads(next(out.glob("_stages/1-grpo-*/done.json")).read_text())
-    assert done["resumed_from"] and "checkpoint-" in done["resumed_from"], done["resumed_from"]
-    b = _metrics(out)
-    assert a["metrics"] == b["metrics"], (a["metrics"], b["metrics"])
-    assert a["examples"] == b["examples"]
 
 def test_invalid_config_fails_before_training(tmp_path):
     r = _train(tmp_path / "x", "--set", "stages.1.rewards.format=-1")

@@ -97,3 +97,24 @@ def test_sft_warm_start_saves_a_loadable_model(tiny, tmp_path):
     m0, _ = load_tiny_vlm(d)
     assert any(not torch.equal(a, b) for a, b in zip(m.parameters(), m0.parameters()))
     with pytest.raises(KeyError, match="demonstration"): sft_dataset(ds.remove_columns("demonstration"))
+
+def test_loss_adds_exactly_mu_times_the_imitation_loss(tiny, tmp_path):
+    "L(mu) - L(0) = mu x L_imitation on one fixed batch, for two values of mu (bugs: mu ignored, or applied twice)."
+    from vrft_aug.imitation import imitation_loss
+    d, proc, ds = tiny
+    tr = VRFTTrainer(model=str(d), reward_funcs=REWARDS, args=VRFTConfig(**base_args(tmp_path, imitation_coef=0.5)),
+                     train_dataset=ds, processing_class=proc)
+    tr.current_gradient_accumulation_steps = 1        # set by the training loop, read by compute_loss
+    tr.model.train()
+    inputs = tr._prepare_inputs(next(iter(tr.get_train_dataloader())))
+    assert "demo_completion_ids" in inputs
+    def loss(mu):
+        tr.args.imitation_coef = mu
+        with torch.no_grad(): return tr.compute_loss(tr.model, inputs).item()
+    with torch.no_grad():
+        imit = imitation_loss(tr.imitation_logps(tr.model, inputs), inputs["demo_completion_mask"],
+                              num_items=inputs["demo_num_items"]).item()
+    l0 = loss(0.0)
+    assert imit > 0.1, imit
+    for mu in (0.5, 2.0):
+        assert loss(mu) - l0 == pytest.approx(mu * imit, rel=1e-4, abs=1e-6), (mu, loss(mu), l0, imit)

@@ -21,11 +21,12 @@ from .rewards import REWARD_FACTORIES
 from .core import PROTOCOLS
 
 # %% auto #0
-__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'SCALES', 'TEST_SEED', 'TINY_BASE', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig',
-           'shipped_configs', 'config_dirs', 'find_config', 'available_presets', 'dataset_task', 'stage_prompt',
-           'stage_rewards', 'validate', 'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir',
-           'resolve_model', 'stage_key', 'stage_dirs', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model',
-           'run', 'grid', 'collect_runs', 'results_table', 'report']
+__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'SCALES', 'TEST_SEED', 'TINY_BASE', 'STAGE_KEY_FIELDS', 'STAGE_KEY_RESOLVED',
+           'NOT_IN_STAGE_KEY', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig', 'shipped_configs', 'config_dirs',
+           'find_config', 'available_presets', 'dataset_task', 'stage_prompt', 'stage_rewards', 'validate',
+           'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir', 'resolve_model', 'stage_key', 'stage_dirs',
+           'last_checkpoint', 'resume_caveats', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model', 'run',
+           'grid', 'collect_runs', 'results_table', 'report']
 
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
 STAGE_KINDS = ("sft", "grpo")
@@ -390,15 +391,29 @@ def resolve_model(cfg: RunConfig) -> str:
 # %% ../nbs/10_pipeline.ipynb #3c43d027
 def _digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+# RunConfig fields that can change what a stage trains, read as they are ...
+STAGE_KEY_FIELDS = ("n_train", "seed", "image_size", "medmnist_size", "medmnist_root", "knowledge", "options",
+                    "demonstration_words", "use_cpu", "bf16", "lora", "lora_r", "lora_alpha", "protocol",
+                    "system_prompt", "reward_weights")
+# ... those that enter resolved for the stage (so presets that resolve alike share it) ...
+STAGE_KEY_RESOLVED = {"model": "the key chain's root (the first stage's prev)",
+                      "dataset": "as `_stage_dataset` resolves it for this stage",
+                      "localization_dataset": "as `_stage_dataset` resolves it for this stage",
+                      "prompt": "as `stage_prompt` resolves it (warm starts: plain)",
+                      "stages": "this stage's StageConfig; earlier stages through prev",
+                      "stage_defaults": "merged into every StageConfig"}
+# ... and those that cannot change a trained stage
+NOT_IN_STAGE_KEY = {"preset": "a name: its stages are in the key", "scale": "a name: its values are in the key",
+                    "description": "text", "tasks": "a check before training", "run_name": "a name",
+                    "output_dir": "where the cache lives", "n_test": "evaluation only", "eval_batch_size": "evaluation only",
+                    "eval_max_new_tokens": "evaluation only",
+                    "save_steps": "how often checkpoints are written (a resumed stage equals an uninterrupted one)"}
+
 def stage_key(cfg: RunConfig, i: int, prev: str) -> str:
     "Content key of stage i given the previous stage's key (or the base model)."
     st = cfg.stages[i]
-    data = dict(dataset=_stage_dataset(cfg, st), n_train=cfg.n_train, image_size=cfg.image_size,
-                medmnist_size=cfg.medmnist_size, knowledge=cfg.knowledge, options=cfg.options,
-                demonstration_words=cfg.demonstration_words, protocol=cfg.protocol, system_prompt=cfg.system_prompt)
-    train = dict(seed=cfg.seed, lora=cfg.lora, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, bf16=cfg.bf16)
-    return _digest(dict(prev=prev, stage=asdict(st), prompt=stage_prompt(cfg, st), rewards=stage_rewards(cfg, st),
-                        data=data, train=train))
+    return _digest(dict(prev=prev, stage=asdict(st), dataset=_stage_dataset(cfg, st), prompt=stage_prompt(cfg, st),
+                        rewards=stage_rewards(cfg, st), run={f: getattr(cfg, f) for f in STAGE_KEY_FIELDS}))
 
 def stage_dirs(cfg: RunConfig) -> list[Path]:
     "The cache folder of every stage, in order."
@@ -411,6 +426,80 @@ def stage_dirs(cfg: RunConfig) -> list[Path]:
 def _steps(st: StageConfig) -> int: return max(1, round(st.steps * st.steps_scale))
 
 # %% ../nbs/10_pipeline.ipynb #9726c4aa
+def _atomic_write(path: Path, text: str):
+    "Write `text` to a temporary file beside `path`, then rename it over `path` (readers see the old or the new file)."
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text); os.replace(tmp, path)
+
+def _complete(ckpt: Path, num_processes: int = 1) -> bool:
+    "The Trainer finished writing `ckpt`: its trainer_state.json (written last) parses at its step, every RNG file is there."
+    try: step = json.loads((ckpt / "trainer_state.json").read_text()).get("global_step")
+    except (OSError, ValueError): return False
+    rng = ["rng_state.pth"] if num_processes == 1 else [f"rng_state_{r}.pth" for r in range(num_processes)]
+    return step == int(ckpt.name.split("-")[1]) and all((ckpt / f).is_file() for f in rng)
+
+def last_checkpoint(out: Path,                 # a stage's TRL output folder
+                    num_processes: int = 1,    # processes of the run (one RNG file each)
+                    remove_incomplete: bool = False, # delete checkpoints a kill left half-written
+                   ) -> Path | None:
+    "The newest complete checkpoint in `out` (None if there is none)."
+    import re
+    ckpts = sorted((p for p in Path(out).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and p.is_dir()),
+                   key=lambda p: int(p.name.split("-")[1]))
+    good = [p for p in ckpts if _complete(p, num_processes)]
+    if remove_incomplete:
+        for p in ckpts:
+            if p not in good: shutil.rmtree(p, ignore_errors=True)
+    return good[-1] if good else None
+
+def resume_caveats(cfg: RunConfig, st: StageConfig) -> list[str]:
+    "What a resumed stage does not restore exactly (empty: it continues as the uninterrupted run would)."
+    import torch
+    out = []
+    if not cfg.use_cpu and torch.cuda.is_available():
+        out.append("CUDA kernels are not bitwise deterministic: a resumed GPU stage matches the uninterrupted one "
+                   "only up to floating-point noise")
+    if st.kind == "grpo" and _use_vllm(st):
+        out.append("vLLM's sampler state is not saved in a checkpoint: completions sampled after the resume differ")
+    return out
+
+def _load_weights(model, ckpt: Path):
+    "Every weight of a full checkpoint into `model`, names mapped as `from_pretrained` maps them; a missing one is an error."
+    loaded = type(model).from_pretrained(str(ckpt), dtype=next(model.parameters()).dtype)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+
+def _logged(ckpt: Path, key: str, default=0):
+    "The last value of `key` in a checkpoint's log history."
+    hist = json.loads((Path(ckpt) / "trainer_state.json").read_text()).get("log_history", [])
+    return next((h[key] for h in reversed(hist) if key in h), default)
+
+def _train(trainer, resume: str | None):
+    "`trainer.train()`, resuming from `resume`; a checkpoint at the last step is loaded, not trained past."
+    if resume is not None:
+        from transformers import TrainerState
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        if state.global_step >= trainer.args.max_steps:   # train() would run one more step before it checks
+            trainer._load_from_checkpoint(resume); trainer.state = state
+            return trainer
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+_RESUMABLE: dict = {}
+def _resumable(cls):
+    "`cls` (a TRL trainer) whose resume loads the checkpoint's weights for sure, and restores SFT's token counter."
+    if cls not in _RESUMABLE:
+        class Resumable(cls):
+            def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+                m = self.model if model is None else model
+                if hasattr(m, "peft_config") or self.is_fsdp_enabled:   # adapters / sharded: the Trainer's own loader
+                    super()._load_from_checkpoint(resume_from_checkpoint, model)
+                else: _load_weights(m, Path(resume_from_checkpoint))
+                if hasattr(self, "_total_train_tokens"):   # SFTTrainer's num_tokens counter lives outside TrainerState
+                    self._total_train_tokens = int(_logged(resume_from_checkpoint, "num_tokens"))
+        Resumable.__name__ = Resumable.__qualname__ = f"Resumable{cls.__name__}"
+        _RESUMABLE[cls] = Resumable
+    return _RESUMABLE[cls]
+
 def _peft(cfg: RunConfig):
     if not cfg.lora: return None
     from peft import LoraConfig
@@ -467,10 +556,9 @@ def _run_sft(cfg, st, model_path, processor, out: Path, resume):
     train = sft_dataset(_train_dataset(cfg, st, processor))
     _check_sft_length(train, processor, st.max_length, f"stages.{cfg.stages.index(st)}")
     args = SFTConfig(**_common_args(cfg, st, out), max_length=st.max_length)
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=train, processing_class=processor,
-                         peft_config=_peft(cfg))
-    trainer.train(resume_from_checkpoint=resume)
-    return trainer
+    trainer = _resumable(SFTTrainer)(model=model_path, args=args, train_dataset=train, processing_class=processor,
+                                     peft_config=_peft(cfg))
+    return _train(trainer, resume)
 
 def _run_grpo(cfg, st, model_path, processor, out: Path, resume):
     from vrft_aug.imitation import VRFTConfig, VRFTTrainer
@@ -480,10 +568,10 @@ def _run_grpo(cfg, st, model_path, processor, out: Path, resume):
                       max_completion_length=st.max_completion_length, temperature=st.temperature, beta=st.beta,
                       loss_type=st.loss_type, reward_weights=weights, imitation_coef=st.imitation_coef,
                       use_vllm=_use_vllm(st), log_completions=False)
-    trainer = VRFTTrainer(model=model_path, reward_funcs=funcs, args=args, train_dataset=_train_dataset(cfg, st, processor),
-                          processing_class=processor, peft_config=_peft(cfg))
-    trainer.train(resume_from_checkpoint=resume)
-    return trainer
+    trainer = _resumable(VRFTTrainer)(model=model_path, reward_funcs=funcs, args=args,
+                                      train_dataset=_train_dataset(cfg, st, processor), processing_class=processor,
+                                      peft_config=_peft(cfg))
+    return _train(trainer, resume)
 
 def load_processor(model_path: str):
     "The model's processor; fails loudly when AutoProcessor falls back to a bare tokenizer."
@@ -494,34 +582,48 @@ def load_processor(model_path: str):
         raise TypeError(f"{model_path}: AutoProcessor returned a {type(proc).__name__}, not a vision-language processor")
     return proc
 
-def run_stage(cfg: RunConfig, i: int, model_path: str, out: Path, resume: bool = True) -> Path:
+def run_stage(cfg: RunConfig, i: int, model_path: str, out: Path, resume: bool = True, log=None) -> Path:
     "Train stage i from `model_path` into `out`; returns the folder of the trained model (`out/final`)."
+    from accelerate import PartialState
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
-    st = cfg.stages[i]
+    st, state = cfg.stages[i], PartialState()
     final = out / "final"
     if (out / "done.json").exists(): return final
     out.mkdir(parents=True, exist_ok=True)
-    last = get_last_checkpoint(str(out)) if resume and out.exists() else None
+    last = last_checkpoint(out, state.num_processes, remove_incomplete=state.is_main_process) if resume else None
+    state.wait_for_everyone()
+    caveats = resume_caveats(cfg, st) if last else []
+    if last and caveats and state.is_main_process:
+        (log or print)(f"stages.{i}: resuming from {last.name}; not restored exactly: {'; '.join(caveats)}")
     set_seed(cfg.seed)
     processor = load_processor(model_path)
     t0 = time.perf_counter()
-    trainer = (_run_sft if st.kind == "sft" else _run_grpo)(cfg, st, model_path, processor, out, last)
+    trainer = (_run_sft if st.kind == "sft" else _run_grpo)(cfg, st, model_path, processor, out,
+                                                            str(last) if last else None)
     model = trainer.model.merge_and_unload() if cfg.lora else trainer.model
     if trainer.accelerator.is_main_process:
-        model.save_pretrained(final); processor.save_pretrained(final)
-        (out / "done.json").write_text(json.dumps(dict(stage=asdict(st), steps=trainer.state.global_step,
-                                                        seconds=round(time.perf_counter() - t0, 1),
-                                                        resumed_from=last, log_history=trainer.state.log_history)))
+        tmp = out / "final.tmp"   # written aside and renamed: a kill never leaves a half-written final/ beside done.json
+        for d in (tmp, final):
+            if d.exists(): shutil.rmtree(d)
+        model.save_pretrained(tmp); processor.save_pretrained(tmp)
+        os.replace(tmp, final)
+        _atomic_write(out / "done.json", json.dumps(dict(
+            stage=asdict(st), steps=trainer.state.global_step, seconds=round(time.perf_counter() - t0, 1),
+            resumed_from=str(last) if last else None, not_restored=caveats, log_history=trainer.state.log_history)))
     trainer.accelerator.wait_for_everyone()
     return final
 
 # %% ../nbs/10_pipeline.ipynb #6716b331
-def _atomic_write(path: Path, text: str):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text); os.replace(tmp, path)
-
 def run_dir(cfg: RunConfig) -> Path: return Path(cfg.output_dir) / cfg.name
+
+def _resumed(dirs: list[Path]) -> list[dict]:
+    "The stages that were resumed from a checkpoint, and what each did not restore exactly (see `resume_caveats`)."
+    out = []
+    for i, d in enumerate(dirs):
+        done = json.loads((d / "done.json").read_text())
+        if done.get("resumed_from"):
+            out.append(dict(stage=i, checkpoint=Path(done["resumed_from"]).name, not_restored=done.get("not_restored", [])))
+    return out
 
 def evaluate_model(cfg: RunConfig, model_path: str, progress: bool = True) -> dict:
     "Greedy evaluation of `model_path` on the run's test split with the run's prompt variant."
@@ -564,7 +666,7 @@ def run(cfg: RunConfig,               # a resolved config (see `resolve_config`)
         state.wait_for_everyone()
         model_path = str(run_stage(cfg, i, model_path, d, resume=resume))
     result = dict(run=cfg.name, preset=cfg.preset, dataset=cfg.dataset, seed=cfg.seed, scale=cfg.scale,
-                  model=cfg.model, final_model=model_path, stages=[str(d) for d in dirs])
+                  model=cfg.model, final_model=model_path, stages=[str(d) for d in dirs], resumed=_resumed(dirs))
     if state.is_main_process:
         result.update(evaluate_model(cfg, model_path, progress=progress))
         result.update(status="complete", seconds=round(time.perf_counter() - t0, 1))
