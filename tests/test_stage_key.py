@@ -20,7 +20,8 @@ def test_every_run_field_is_placed_once():
 STAGE_CHANGES = dict(kind="sft", warm_start=True, task="localization", prompt="knowledge", rewards={"accuracy": 2.0},
                      ordinal_reward="mfrs", imitation_coef=0.5, steps=41, steps_scale=2.0, learning_rate=1e-4,
                      batch_size=16, num_generations=4, max_length=512, max_completion_length=32, temperature=1.0,
-                     beta=0.04, loss_type="grpo", use_vllm=True)
+                     beta=0.04, loss_type="grpo", use_vllm=True, weight_decay=0.1,
+                     gradient_accumulation_steps=4)
 
 def test_stage_changes_cover_every_stage_field():
     assert set(STAGE_CHANGES) == {f.name for f in fields(StageConfig)}
@@ -35,7 +36,8 @@ def test_each_stage_field_moves_the_key(name):
 
 # a different value for every RunConfig field read directly by the key
 RUN_CHANGES = dict(n_train=64, seed=1, image_size=64, medmnist_size=64, medmnist_root="/elsewhere", knowledge="cells",
-                   options="letter", demonstration_words=5, use_cpu=False, bf16=True, lora=True, lora_r=8, lora_alpha=16)
+                   options="letter", demonstration_words=5, use_cpu=False, bf16=True, lora=True, lora_r=8, lora_alpha=16,
+                   protocol="boxed", system_prompt="Answer in a box.", reward_weights={"format": 0.1})
 
 def test_run_changes_cover_the_key_fields():
     assert set(RUN_CHANGES) == set(STAGE_KEY_FIELDS)
