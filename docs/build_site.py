@@ -148,7 +148,7 @@ def api_page(module: str, page: str) -> str:
 def landing_page(lessons: list[str], tutorials: list[str], modules: list[str]) -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     toc = lambda caption, entries: (f"```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n" + "\n".join(entries) + "\n```\n")
-    return (readme.rstrip() + "\n\n## This site\n\nEvery lesson notebook of `nbs/` (each one module of the library), every "
+    return (readme.rstrip() + "\n\n## This site\n\nEvery lesson notebook of `nbs/` (nearly each one module of the library), every "
             "tutorial, and an API page per module, built from the notebooks by `make docs`.\n\n"
             + toc("Lessons (nbs/)", lessons) + "\n" + toc("Tutorials", [f"tutorials/{t}" for t in tutorials]) + "\n"
             + toc("API reference", [f"api/{m}" for m in modules]))
@@ -181,14 +181,15 @@ def build(out: Path, slow: bool = False, cache: Path = ROOT / "_proc" / "docs_ex
     print(f"docs: executing {len(nbs) + len(tuts)} notebooks (skipping {skip or 'nothing'}; cache {cache})", flush=True)
     for nb in nbs:
         d, page = execute(nb, skip, cache, lib), page_name(nb)
-        module = _module_of(d)
-        if module is None: raise SystemExit(f"docs: {nb.relative_to(ROOT)} has no #| default_exp")
-        anchors = {link.split("#", 1)[1] for link, _ in modidx["syms"].get(module, {}).values()}
+        module = _module_of(d)     # None: a page without a module of its own (e.g. the paper-setup table)
+        anchors = {link.split("#", 1)[1] for link, _ in modidx["syms"].get(module, {}).values()} if module else set()
         staged = stage(d, anchors, page)
         (src / f"{page}.ipynb").write_text(json.dumps(staged), encoding="utf-8")
         (src / "_extra" / f"{page}.html.md").write_text(markdown_copy(staged), encoding="utf-8")
-        (src / "api" / f"{module}.md").write_text(api_page(module, page), encoding="utf-8")
-        lessons.append(page); modules.append(module)
+        if module:
+            (src / "api" / f"{module}.md").write_text(api_page(module, page), encoding="utf-8")
+            modules.append(module)
+        lessons.append(page)
     tutorials = []
     for nb in tuts:
         d, page = execute(nb, skip, cache, lib), page_name(nb)
