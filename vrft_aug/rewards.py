@@ -817,15 +817,14 @@ def _packaged_descriptions(dataset: str) -> dict:
     kb = load_knowledge(dataset)
     return {_norm(n): kb.text(n) for n in kb.class_names}
 
-def _answered_refs(text: str, choices, aliases, dataset, descriptions, protocol: str = "tags") -> tuple:
+def _answered_refs(text: str, choices, aliases, dataset, table: dict | None, protocol: str = "tags") -> tuple:
     "The description of the class the completion answers, as a one-reference tuple (() when it names no class)."
     ans = _answer_of(text, protocol)
     if ans is None or not choices: return ()
     ch = tuple(map(str, choices))
     k = _matcher(ch, _aliases_key(aliases), None, 12).resolve(ans)
     if k is None or k < 0: return ()
-    table = {_norm(n): d for n, d in descriptions.items()} if isinstance(descriptions, dict) else \
-            _packaged_descriptions(str(dataset)) if dataset else {}
+    if table is None: table = _packaged_descriptions(str(dataset)) if dataset else {}   # normalised name -> text
     d = table.get(_norm(ch[k]))
     return (d,) if isinstance(d, str) and d.strip() else ()
 
@@ -862,6 +861,7 @@ def recitation_reward(prompts, completions,
     ks = _column({"knowledge": knowledge}, "knowledge", n)
     if reference == "answered":
         chs, als, dss = (_column(kw, k, n) for k in ("choices", "aliases", "dataset"))
+        own = {_norm(k): d for k, d in descriptions.items()} if isinstance(descriptions, dict) else None   # once per call
     acc = accuracy_reward(prompts, completions, protocol=protocol, **kw) if gate else None
     out, prev, scorer = [], None, None
     for i, c in enumerate(completions):
@@ -876,7 +876,7 @@ def recitation_reward(prompts, completions,
         if not think: out.append(0.0); continue
         score = scorer
         if reference == "answered":
-            refs_i = _answered_refs(t, chs[i], als[i], dss[i], descriptions, protocol)
+            refs_i = _answered_refs(t, chs[i], als[i], dss[i], own, protocol)
             if not refs_i: out.append(0.0); continue        # no class named: nothing it could have recited
             score = _scorer(refs_i, metric, order, smoothing, smooth_value, tokenize)
         try: s = score(think) / 100.0
