@@ -780,6 +780,7 @@ def _knowledge_refs(k) -> tuple:
     if isinstance(k, (list, tuple)): return tuple(str(x) for x in k if isinstance(x, str) and x.strip())
     return ()
 
+# %% ../nbs/04_rewards.ipynb #3e387c6c
 RECITATION_METRICS = ("bleu", "nltk_bleu", "rouge_l")
 RECITATION_REFERENCES = ("knowledge", "answered")
 
@@ -828,6 +829,7 @@ def _answered_refs(text: str, choices, aliases, dataset, table: dict | None, pro
     d = table.get(_norm(ch[k]))
     return (d,) if isinstance(d, str) and d.strip() else ()
 
+# %% ../nbs/04_rewards.ipynb #02e188c8
 def _check_recitation(order, smoothing, metric, reference, saturate_above, zero_below):
     if smoothing not in _SMOOTHING: raise ValueError(f"smoothing must be one of {_SMOOTHING}, got {smoothing!r}")
     if not (isinstance(order, int) and 1 <= order <= 10): raise ValueError(f"order must be an integer in 1..10, got {order!r}")
