@@ -128,7 +128,8 @@ def _trainer(kind, model, proc, ds, out, s, timer, imitation_coef=0.0):
     else:
         shared = kind != "vrft_unshared"
         cls, args = VRFTTrainer, VRFTConfig(**kw, imitation_coef=imitation_coef, shared_prompt_processing=shared,
-                                            shared_prefix_generation=shared, static_cache_generation=kind == "vrft_static")
+                                            shared_prefix_generation=shared, shared_prefix_loss=shared,
+                                            static_cache_generation=kind == "vrft_static")
     return silence_trainer(cls(model=model, reward_funcs=funcs, args=args, train_dataset=ds, processing_class=proc,
                                callbacks=[timer]))
 

@@ -87,7 +87,7 @@ def trainer_args(cfg, st, out: Path, settings: dict, variant: str) -> dict:
     if variant == "grpo": return kw
     shared = not variant.endswith("_unshared")
     return dict(kw, imitation_coef=settings["imitation_coef"] if "imitation" in variant else 0.0,
-                shared_prompt_processing=shared, shared_prefix_generation=shared)
+                shared_prompt_processing=shared, shared_prefix_generation=shared, shared_prefix_loss=shared)
 
 def make_trainer(variant: str, cfg, st, model_dir, processor, dataset, out: Path, settings: dict, timer):
     from trl import GRPOConfig, GRPOTrainer

@@ -284,3 +284,39 @@ def test_compiled_static_cache_decoding(base):
                     range(400, 404))
     assert _static_caches[model][1] is cache                               # one static cache, emptied and reused
     S.assert_same(plain, static)
+
+# ------------------------------------------------------------------------------------------ shared prefix in the loss
+def test_shared_prefix_loss_equals_trls_scoring(tiny, tmp_path, monkeypatch):
+    """On one batch (2 prompts x 4 completions, beta > 0 so the reference log-probs are scored too, imitation on): the
+    batch, TRL's loss and every gradient with `shared_prefix_loss` equal those without it, and the shared path ran."""
+    import vrft_aug.shared as shared
+    tr = _trainer(tiny, tmp_path, beta=0.1)
+    rows = [dict(r, image=copy.deepcopy(r["image"])) for r in (tiny[2][i] for i in (0, 0, 0, 0, 1, 1, 1, 1))]
+    calls = []
+    orig = shared.shared_prefix_hidden
+    def spy(*a, **kw): calls.append(len(set(a[4]))); return orig(*a, **kw)
+    monkeypatch.setattr(shared, "shared_prefix_hidden", spy)
+    tr.current_gradient_accumulation_steps = 1
+    out = {}
+    for on in (False, True):
+        tr.args.shared_prefix_loss = on
+        torch.manual_seed(0); batch = tr._generate_and_score_completions(rows)
+        tr.model.zero_grad()
+        loss = tr.compute_loss(tr.model, batch)
+        loss.backward()
+        out[on] = batch, loss.detach(), {n: p.grad.clone() for n, p in tr.model.named_parameters() if p.grad is not None}
+    assert calls and set(calls) == {2}, calls         # the reference pass and the loss, each on 2 distinct prompts
+    (b0, l0, g0), (b1, l1, g1) = out[False], out[True]
+    assert torch.equal(b0["completion_ids"], b1["completion_ids"])
+    assert (b0["ref_per_token_logps"] - b1["ref_per_token_logps"]).abs().max() < 1e-5
+    assert abs(l0 - l1) < 1e-5 and set(g0) == set(g1) and any("visual" in k for k in g1)
+    gap = max((g0[k] - g1[k]).abs().max().item() for k in g0)
+    assert max(g.abs().max().item() for g in g0.values()) > 1e-3 and gap < 1e-5, gap
+
+def test_shared_prefix_loss_only_where_it_can_run(tiny, tmp_path):
+    tr = _trainer(tiny, tmp_path)
+    assert tr._scoring_model(tr.model) is tr.model
+    tr.model.activation_checkpointing_enable(); tr.model.train()
+    assert tr._scoring_model(tr.model) is None                         # checkpointing drops the KV cache
+    tr.model.activation_checkpointing_disable()
+    tr.args.shared_prefix_loss = False; assert tr._scoring_model(tr.model) is None

@@ -23,7 +23,7 @@ from trl.trainer.utils import pad
 
 from .core import THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE
 from .grpo import completion_mask, forward_kwargs
-from .shared import SHARED_PREFIX_MODELS, SharedProcessor, shared_prefix_generate
+from .shared import SHARED_PREFIX_MODELS, SharedProcessor, shared_prefix_generate, shared_prefix_scoring
 from .shared import content_key, row_groups, take_rows
 
 # %% auto #0
@@ -117,6 +117,8 @@ class VRFTConfig(GRPOConfig):
         "each group's prompt and image once and decode its G completions from copies of that KV cache."})
     static_cache_generation: bool = field(default=False, metadata={"help": "With shared_prefix_generation: decode into "
         "a static KV cache with a compiled forward (CUDA graphs on a GPU). Compiles once per batch shape."})
+    shared_prefix_loss: bool = field(default=True, metadata={"help": "Score each group's prompt and image once in the "
+        "loss (forward and backward) and its G completions on copies of that KV cache; off under gradient checkpointing."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -269,6 +271,30 @@ def _generate_single_turn(self: VRFTTrainer, prompt_ids, images, multimodal_fiel
     completion_ids = ids[:, inputs["input_ids"].size(1):]
     mask = completion_mask(completion_ids, self.eos_token_ids)     # up to and including the first EOS
     return [c[m.bool()].tolist() for c, m in zip(completion_ids.cpu(), mask.cpu())], None
+
+# %% ../nbs/06_imitation.ipynb #6485f365
+@patch
+def _scoring_model(self: VRFTTrainer, model):
+    "The model whose forward `shared_prefix_scoring` wraps (PEFT: its base model), or None where TRL's path must run."
+    if not self.args.shared_prefix_loss or self.is_fsdp_enabled: return None
+    inner = self.accelerator.unwrap_model(model)
+    if hasattr(inner, "get_base_model"): inner = inner.get_base_model()        # PEFT: TRL patched the base model
+    if getattr(inner.config, "model_type", None) not in SHARED_PREFIX_MODELS: return None
+    checkpointing = (inner.is_activation_checkpointing if hasattr(type(inner), "is_activation_checkpointing")
+                     else getattr(inner, "is_gradient_checkpointing", False))            # transformers 5 renamed it
+    if checkpointing and inner.training: return None                                   # no KV cache in train mode
+    return inner
+
+@patch
+def _get_per_token_logps_and_entropies(self: VRFTTrainer, model, input_ids, attention_mask, logits_to_keep,
+                                       *args, **kwargs):
+    "TRL's per-token log-probs and entropies; with `args.shared_prefix_loss` each group's prompt is scored once."
+    parent = super(VRFTTrainer, self)._get_per_token_logps_and_entropies
+    inner = self._scoring_model(model)
+    if inner is None: return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+    with shared_prefix_scoring(inner, input_ids.size(1) - logits_to_keep, self.temperature,
+                               cast_fp32=self.args.cast_lm_head_to_fp32):
+        return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
 
 # %% ../nbs/06_imitation.ipynb #ecb0603d
 def sft_dataset(dataset,                          # a TRL GRPO dataset: prompt, image(s), and demonstrations

@@ -8,6 +8,7 @@ Docs: https://vrft-aug.github.io/vrft_aug/shared.html.md"""
 # %% ../nbs/05a_shared.ipynb #eefaf05a
 from __future__ import annotations
 import hashlib, weakref
+from contextlib import contextmanager, nullcontext
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,7 +16,8 @@ import torch
 
 # %% auto #0
 __all__ = ['SHARED_PREFIX_MODELS', 'content_key', 'row_groups', 'take_rows', 'SharedProcessor', 'shared_prefix_generate',
-           'compile_config', 'compiled_decoding']
+           'compile_config', 'compiled_decoding', 'prompt_groups', 'shared_prefix_hidden', 'completion_logps',
+           'shared_prefix_scoring']
 
 # %% ../nbs/05a_shared.ipynb #961ebc39
 def _digest(b: bytes) -> bytes: return hashlib.blake2b(b, digest_size=16).digest()
@@ -199,3 +201,128 @@ def compiled_decoding(model, cache, rows: torch.Tensor, length: int, generation_
     config.disable_compile, config.cache_implementation = False, None
     config.compile_config = compile_config(rows.device)
     return static, config
+
+# %% ../nbs/05a_shared.ipynb #e7bbc0f6
+def prompt_groups(input_ids: torch.Tensor,       # (B, P + C) prompt then completion ids
+                  attention_mask: torch.Tensor,  # (B, P + C)
+                  prompt_len: int,               # P: the prompt's columns (left-padded)
+                  pixel_values: torch.Tensor | None = None,   # Qwen-VL patches of the B images, row after row
+                  image_grid_thw: torch.Tensor | None = None, # (B, 3): one image per row
+                 ) -> list[int] | None:
+    "Per row, the index of its group: rows with equal prompt ids, prompt mask and image patches. None: not one image per row."
+    B, P = input_ids.size(0), prompt_len
+    text = torch.cat([input_ids[:, :P], attention_mask[:, :P].to(input_ids.dtype)], 1).tolist()
+    pixels = [None] * B
+    if pixel_values is not None:
+        if image_grid_thw is None or len(image_grid_thw) != B: return None
+        pixels = list(torch.split(pixel_values, image_grid_thw.prod(-1).tolist()))
+    seen, groups = {}, []                 # prompt text -> [(representative row, group)]; images compared on the device
+    for i in range(B):
+        cands = seen.setdefault(tuple(text[i]), [])
+        g = next((g for r, g in cands if pixels[i] is None or torch.equal(pixels[r], pixels[i])), None)
+        if g is None:
+            g = max(groups, default=-1) + 1
+            cands.append((i, g))
+        groups.append(g)
+    return groups
+
+# %% ../nbs/05a_shared.ipynb #df3bbb4e
+def _positions(backbone, input_ids, attention_mask, image_grid_thw=None, mm_token_type_ids=None) -> torch.Tensor:
+    "(3, B, L) positions of the whole sequence as the full forward computes them: M-RoPE when it can, else 0..L-1."
+    if mm_token_type_ids is not None and image_grid_thw is not None:
+        pos, deltas = backbone.get_rope_index(input_ids, mm_token_type_ids=mm_token_type_ids,
+                                              image_grid_thw=image_grid_thw, attention_mask=attention_mask)
+        backbone.rope_deltas = deltas                     # what the full forward leaves behind
+        return pos
+    B, L = input_ids.shape
+    return torch.arange(L, device=input_ids.device).view(1, 1, -1).expand(3, B, -1)
+
+def shared_prefix_hidden(backbone,                # the model's backbone (`model.base_model`, Qwen-VL's `model`)
+                         input_ids: torch.Tensor, # (B, P + C)
+                         attention_mask: torch.Tensor,
+                         prompt_len: int,         # P
+                         groups: Sequence[int],   # per row, its group (`prompt_groups`)
+                         pixel_values=None, image_grid_thw=None, mm_token_type_ids=None,
+                         **kwargs,                # passed to both backbone calls
+                        ) -> torch.Tensor:
+    """The hidden states that predict the C completion tokens, (B, C, H): each group's prompt once (with its image),
+    its KV cache and last prompt state copied to the group's rows, then the completions on top of that cache."""
+    P, B = prompt_len, input_ids.size(0)
+    first, inverse, _ = row_groups(list(groups))
+    f = torch.as_tensor(first, dtype=torch.long, device=input_ids.device)
+    rows = torch.as_tensor(inverse, dtype=torch.long, device=input_ids.device)
+    pos = _positions(backbone, input_ids, attention_mask, image_grid_thw, mm_token_type_ids)
+    prefix = dict(input_ids=input_ids[f, :P], attention_mask=attention_mask[f, :P], position_ids=pos[:, f, :P])
+    if pixel_values is not None:
+        prefix.update(take_rows(dict(pixel_values=pixel_values, image_grid_thw=image_grid_thw), first, B, [1] * B))
+    if mm_token_type_ids is not None: prefix["mm_token_type_ids"] = mm_token_type_ids[f, :P]
+    kwargs = {**kwargs, "use_cache": True}
+    out = backbone(**prefix, **kwargs)                                                 # U rows x P tokens
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if cache is None or cache.get_seq_length() != P:
+        raise RuntimeError("shared_prefix_hidden: the prompt pass kept no KV cache (gradient checkpointing in train "
+                           "mode drops it); score the full rows instead")
+    cache.batch_select_indices(rows)                                                   # (U, ...) -> (B, ...)
+    rest = backbone(input_ids=input_ids[:, P:], attention_mask=attention_mask, position_ids=pos[:, :, P:],
+                    cache=cache, **kwargs)                                             # B rows x C tokens
+    return torch.cat([out.last_hidden_state[:, -1:][rows], rest.last_hidden_state[:, :-1]], dim=1)
+
+# %% ../nbs/05a_shared.ipynb #6e43f128
+def completion_logps(lm_head,                    # the model's output embeddings (`model.get_output_embeddings()`)
+                     hidden: torch.Tensor,       # (B, C, H) from `shared_prefix_hidden`
+                     targets: torch.Tensor,      # (B, C) completion ids, -100 where masked
+                     temperature: float = 1.0,
+                     outputs: tuple[str, ...] = ("log_probs", "entropy"), # fields of TRL's kernel to compute
+                     cast_fp32: bool = False,    # `GRPOConfig.cast_lm_head_to_fp32`
+                    ) -> tuple:
+    """TRL's fused-head fields (log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1), (B, C) each, 0 where
+    masked; None for fields not in `outputs`. Logits are `hidden @ W.T / temperature` (no soft-capping or logit scale:
+    the models of `SHARED_PREFIX_MODELS` have neither)."""
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+    (B, C, H), mask = hidden.shape, targets != -100
+    flat = hidden.reshape(-1, H)
+    ctx = torch.autocast(hidden.device.type, enabled=False) if cast_fp32 else nullcontext()
+    with ctx:
+        per_token = ChunkedLogProbFunction.apply(flat.float() if cast_fp32 else flat, lm_head.weight, lm_head.bias,
+                                                 targets.clamp(min=0).reshape(-1), temperature,
+                                                 _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, outputs)
+    return tuple(None if x is None else x.view(B, C).masked_fill(~mask, 0) for x in per_token)
+
+_SCORING_KWARGS = {"input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids", "labels",
+                   "fused_lm_head"}
+
+@contextmanager
+def shared_prefix_scoring(model,                   # the model TRL patched with `add_fused_lm_head` (PEFT: its base model)
+                          prompt_len: int,         # P: prompt columns of the batch about to be scored
+                          temperature: float = 1.0,
+                          cast_fp32: bool = False,
+                          outputs: tuple[str, ...] = ("log_probs", "entropy"),
+                         ):
+    """Within the block, `model(..., labels=..., fused_lm_head=True)` on rows whose prompts repeat scores each prompt
+    once (`shared_prefix_hidden`, `completion_logps`); its `log_probs`/`entropy` hold the C completion columns. Any
+    other call, or a batch without repeats, goes to the model's own forward."""
+    from trl.trainer.utils import FusedCausalLMOutput
+    inner, own = model.forward, "forward" in vars(model)
+    def forward(*args, **kw):
+        ids, labels = kw.get("input_ids"), kw.get("labels")
+        if args or not kw.get("fused_lm_head") or labels is None or ids is None or set(kw) - _SCORING_KWARGS:
+            return inner(*args, **kw)
+        mask, P = kw["attention_mask"], prompt_len
+        groups = (prompt_groups(ids, mask, P, kw.get("pixel_values"), kw.get("image_grid_thw"))
+                  if 0 < P < ids.size(1) else None)
+        if groups is None or len(set(groups)) == len(groups): return inner(*args, **kw)
+        hidden = shared_prefix_hidden(model.base_model, ids, mask, P, groups, kw.get("pixel_values"),
+                                      kw.get("image_grid_thw"), kw.get("mm_token_type_ids"))
+        lm_head, targets = model.get_output_embeddings(), labels[:, P:]
+        per_token = completion_logps(lm_head, hidden.to(lm_head.weight.device), targets.to(lm_head.weight.device),
+                                     temperature, outputs, cast_fp32)
+        m = targets != -100
+        return FusedCausalLMOutput(loss=-per_token[0].sum() / m.sum().clamp(min=1), log_probs=per_token[0],
+                                   entropy=per_token[1], log_sum_sq_probs=per_token[2], mean_logits=per_token[3],
+                                   is_top1=per_token[4], label_mask=m)
+    model.forward = forward
+    try: yield
+    finally:
+        if own: model.forward = inner
+        else: del model.forward
