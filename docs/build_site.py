@@ -26,14 +26,17 @@ SKIP_NOTE = ("*Not run for this page (`#| {flag}`): `make test` runs it; `python
 
 
 def notebooks() -> tuple[list[Path], list[Path]]:
-    "The lessons (nbs/) and the tutorials, in their numbered order."
-    return sorted((ROOT / "nbs").glob("[0-9]*.ipynb")), sorted((ROOT / "tutorials").glob("[0-9]*.ipynb"))
+    "The lessons (nbs/index.ipynb first, then the numbered ones) and the tutorials, in their numbered order."
+    return ([ROOT / "nbs" / "index.ipynb"] + sorted((ROOT / "nbs").glob("[0-9]*.ipynb")),
+            sorted((ROOT / "tutorials").glob("[0-9]*.ipynb")))
 
 
 def page_name(nb: Path) -> str:
-    "The page nbdev gives a notebook: `10_pipeline.ipynb` -> `pipeline` (nbdev's own rule, so docstring links match)."
+    """The page nbdev gives a notebook: `10_pipeline.ipynb` -> `pipeline` (nbdev's own rule, so docstring links match).
+    `nbs/index.ipynb` becomes `overview`: the site's `index` is the landing page built from README.md."""
     from nbdev.config import nbpath2html
-    return nbpath2html(nb).stem
+    stem = nbpath2html(nb).stem
+    return "overview" if nb.parent.name == "nbs" and stem == "index" else stem
 
 
 def _directives(src: str) -> dict:
