@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
+import torch
 from sacrebleu.metrics import BLEU
 
 from .core import PROTOCOLS, boxed_answer, completion_text, normalize_answer, parse_completion
+from .grpo import SCALE_REWARDS, group_advantages
 
 # %% auto #0
-__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'NamedReward',
-           'format_reward', 'format_reward_no_think', 'make_format_reward', 'ClassMatcher', 'prompt_text',
-           'option_letters_from_prompt', 'accuracy_reward', 'parse_boxes', 'box_iou', 'box_giou', 'iou_reward',
-           'make_iou_reward', 'mfrs_value', 'parse_grade', 'mfrs_reward', 'make_mfrs_reward', 'recitation_reward',
-           'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores', 'score_group']
+__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'AGGREGATIONS',
+           'NamedReward', 'format_reward', 'format_reward_no_think', 'make_format_reward', 'ClassMatcher',
+           'prompt_text', 'option_letters_from_prompt', 'accuracy_reward', 'parse_boxes', 'box_iou', 'box_giou',
+           'iou_reward', 'make_iou_reward', 'mfrs_value', 'parse_grade', 'mfrs_reward', 'make_mfrs_reward',
+           'recitation_reward', 'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores',
+           'score_group']
 
 # %% ../nbs/04_rewards.ipynb #01519574
 def _text(c) -> str:
@@ -976,22 +979,7 @@ def build_reward_funcs(config,  # {"accuracy": 1.0, "format": 1.0, ...}, or a li
         names.add(f.__name__); funcs.append(f); weights.append(w)
     return funcs, weights
 
-def _nanmean(x, axis=None):
-    import numpy as np, warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice is NaN, as in torch.nanmean
-        return np.nanmean(x, axis=axis)
-
-def _nanstd(x, axis=None):
-    "TRL's `nanstd`: NaN-aware, unbiased (Bessel's n - 1); NaN where fewer than two values."
-    import numpy as np
-    x = np.asarray(x, dtype=float)
-    cnt = np.sum(~np.isnan(x), axis=axis)
-    dev = x - np.expand_dims(_nanmean(x, axis), axis if axis is not None else tuple(range(x.ndim)))
-    var = np.nansum(dev ** 2, axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 1, np.sqrt(var / np.maximum(cnt - 1, 1)), np.nan)
-
+# %% ../nbs/04_rewards.ipynb #34b26abb
 @dataclass
 class GroupScores:
     "Every term, the weighted total and the advantage of each completion of one group."
@@ -1008,20 +996,20 @@ class GroupScores:
         d.update(total=self.total, advantage=self.advantages)
         return pd.DataFrame(d)
 
+AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+
 def score_group(completions,                  # the G completions of one prompt
                 sample_columns: dict,         # the prompt's dataset row: column -> value (e.g. {"solution": ..., "choices": [...]})
                 spec,                         # a reward config (as for build_reward_funcs) or (reward_funcs, reward_weights)
                 scale_rewards: str | bool = "group",  # "group", "batch", "none" (True/False as in TRL)
-                aggregation: str = "sum_then_normalize",  # TRL's multi_objective_aggregation
+                aggregation: str = "sum_then_normalize",  # TRL's multi_objective_aggregation, one of AGGREGATIONS
                 prompt=None,                  # the prompt (for lettered-option detection)
                ) -> GroupScores:
-    "Score one group the way TRL's GRPOTrainer does: every term, the weighted total, group-relative advantages."
-    import numpy as np
+    "Score one group the way TRL's GRPOTrainer does: every term, the weighted total, `grpo.group_advantages` of it."
     scale_rewards = {True: "group", False: "none"}.get(scale_rewards, scale_rewards)
-    if scale_rewards not in ("group", "batch", "none"):
-        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
-    if aggregation not in ("sum_then_normalize", "normalize_then_sum"):
-        raise ValueError(f"aggregation must be 'sum_then_normalize' or 'normalize_then_sum', got {aggregation!r}")
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    if aggregation not in AGGREGATIONS: raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], list) and spec[0] and callable(spec[0][0]):
         funcs, weights = spec
         if len(funcs) != len(weights): raise ValueError(f"{len(funcs)} reward functions but {len(weights)} weights")
@@ -1031,21 +1019,16 @@ def score_group(completions,                  # the G completions of one prompt
     # TRL repeats the prompt's row once per completion
     cols = {k: [v] * G for k, v in sample_columns.items() if k not in ("prompt", "completion", "completion_ids")}
     terms = [list(f(prompts=[prompt] * G, completions=list(completions), **cols)) for f in funcs]
-    R = np.array([[np.nan if v is None else float(v) for v in t] for t in terms], dtype=float).T.reshape(G, len(funcs))
-    w = np.asarray(weights, dtype=float)
-    unscorable = np.isnan(R).all(axis=1)
-    weighted = np.nansum(R * w, axis=1)
-    weighted[unscorable] = np.nan
-    if aggregation == "sum_then_normalize":
-        std = _nanstd(weighted) if G > 1 else 0.0
-        adv = weighted - _nanmean(weighted)
-        if scale_rewards != "none": adv = adv / (std + 1e-4)
-    else:  # normalise each term within the group, weight, sum, normalise the sum
-        std_k = _nanstd(R, axis=0) if G > 1 else np.zeros(R.shape[1])
-        mixed = np.nansum((R - _nanmean(R, axis=0)) / (std_k + 1e-4) * w, axis=1)
-        mixed[unscorable] = np.nan
-        std = _nanstd(mixed) if G > 1 else 0.0
-        adv = (mixed - _nanmean(mixed)) / (std + 1e-4)
-    adv = np.nan_to_num(adv, nan=0.0)
+    R = torch.tensor([[math.nan if v is None else float(v) for v in t] for t in terms], dtype=torch.float64).T  # (G, K)
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)                                       # (K,)
+    unscorable = R.isnan().all(dim=1)          # every term None: NaN total, left out of the group's statistics
+    total = (R * w).nansum(dim=1)              # a None term contributes 0
+    total[unscorable] = math.nan
+    if aggregation == "sum_then_normalize": adv = group_advantages(total, G, scale_rewards)
+    else:  # each term normalised within the group (NaN -> 0), weighted, summed, and the sum normalised again
+        per_term = torch.stack([group_advantages(R[:, k], G, "group") for k in range(R.shape[1])], dim=1)  # (G, K)
+        mixed = (per_term * w.float()).sum(dim=1)
+        mixed[unscorable] = math.nan
+        adv = group_advantages(mixed, G, "group")
     return GroupScores([f.__name__ for f in funcs], [float(x) for x in weights], terms,
-                       [float(x) for x in weighted], [float(x) for x in adv])
+                       [float(x) for x in total], [float(x) for x in adv])
