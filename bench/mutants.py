@@ -70,7 +70,7 @@ MUTANTS = [
            "if scheme == \"table\": return _MFRS_TABLE[d] if d < len(_MFRS_TABLE) else 0.0",
            "if scheme == \"table\": return _MFRS_TABLE[d - 1] if d < len(_MFRS_TABLE) else 0.0",
            ("tests/test_scoring.py", "-k", "mfrs"), "the table scheme indexed off by one"),
-    Mutant("format-text-after-answer", "rewards.py",
+    Mutant("format-text-after-answer", "core.py",
            "and (l + 9 == len(text) or text[l + 9:].isspace())):",
            "):",
            ("tests/test_scoring.py", "-k", "format"), "the format reward's fast path accepts text after </answer>"),

@@ -19,14 +19,13 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from .core import THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE
-
 # %% auto #0
-__all__ = ['TASKS', 'FITS', 'SYNTHMED_TASKS', 'SYNTHMED_SPLITS', 'SYNTHMED_DEFAULT_N', 'CELL_BACKGROUND', 'CELL_RBC',
-           'CELL_SPECS', 'CELL_SIZE_JITTER', 'FUNDUS_GRADES', 'FUNDUS', 'LESION', 'MEDMNIST_INFO', 'MEDMNIST_SIZES',
-           'PAPER_MEDMNIST', 'MEDMNIST_SPLITS', 'IMAGE_EXTENSIONS', 'Sample', 'DatasetInfo', 'MedDataset', 'to_rgb',
-           'knowledge_path', 'synthmed_knowledge', 'synthmed_info', 'synthmed', 'medmnist_root', 'medmnist_filename',
-           'medmnist', 'write_fake_medmnist', 'from_hf', 'from_image_folder', 'plain_prompt', 'to_trl']
+__all__ = ['TASKS', 'FITS', 'SYNTHMED_TASKS', 'SYNTHMED_SPLITS', 'SYNTHMED_DEFAULT_N', 'SYNTHMED_TASK_TYPES', 'CELL_BACKGROUND',
+           'CELL_RBC', 'CELL_SPECS', 'CELL_SIZE_JITTER', 'FUNDUS_GRADES', 'FUNDUS', 'LESION', 'MEDMNIST_INFO',
+           'MEDMNIST_SIZES', 'PAPER_MEDMNIST', 'MEDMNIST_SPLITS', 'IMAGE_EXTENSIONS', 'Sample', 'DatasetInfo',
+           'MedDataset', 'to_rgb', 'knowledge_path', 'synthmed_knowledge', 'synthmed_info', 'synthmed', 'medmnist_root',
+           'medmnist_filename', 'medmnist', 'write_fake_medmnist', 'from_hf', 'from_image_folder', 'plain_prompt',
+           'to_trl']
 
 # %% ../nbs/01_data.ipynb #03465a5a
 TASKS = ("classification", "binary", "grading", "multilabel", "localization")
@@ -159,7 +158,7 @@ def to_rgb(img,                   # PIL image (any mode) or numpy array
 SYNTHMED_TASKS = ("cells", "fundus", "lesion")
 SYNTHMED_SPLITS = ("train", "val", "test")
 SYNTHMED_DEFAULT_N = {"train": 2000, "val": 200, "test": 500}
-_SYNTHMED_TASK_TYPE = {"cells": "classification", "fundus": "grading", "lesion": "localization"}
+SYNTHMED_TASK_TYPES = {"cells": "classification", "fundus": "grading", "lesion": "localization"}  # SynthMed task -> task type (the one map)
 
 def knowledge_path(name: str):
     "The packaged knowledge file `vrft_aug/knowledge/<name>.yaml` (an importlib.resources Traversable)."
@@ -172,7 +171,7 @@ def _synthmed_knowledge(task: str) -> dict:
     kb = yaml.safe_load(p.read_text(encoding="utf-8"))
     for key in ("dataset", "modality", "description", "task", "classes"):
         if key not in kb: raise ValueError(f"{p}: missing key {key!r}")
-    if kb["task"] != _SYNTHMED_TASK_TYPE[task]: raise ValueError(f"{p}: task {kb['task']!r}, the generator's is {_SYNTHMED_TASK_TYPE[task]!r}")
+    if kb["task"] != SYNTHMED_TASK_TYPES[task]: raise ValueError(f"{p}: task {kb['task']!r}, the generator's is {SYNTHMED_TASK_TYPES[task]!r}")
     for i, c in enumerate(kb["classes"]):
         for key in ("name", "display", "aliases", "description"):
             if key not in c: raise ValueError(f"{p}: classes[{i}] has no {key!r}")
@@ -689,22 +688,10 @@ def from_image_folder(root,                                 # folder with one su
     return MedDataset(info, split, labels, get)
 
 # %% ../nbs/01_data.ipynb #b1a80131
-def _question(sample: Sample) -> str:
-    names = ", ".join(sample.class_names)
-    if sample.task == "localization":
-        w, h = sample.image.size
-        return (f"Find the {sample.class_names[0]} in this {w}x{h} image and give its bounding box as "
-                f"[x1, y1, x2, y2] in pixels.")
-    if sample.task == "multilabel":
-        return f"Which of these findings are present in the image: {names}? List every present finding, separated by commas, or answer none."
-    if sample.task == "grading": return f"Which grade does the image show? Choose one of: {names}."
-    return f"Which of these classes does the image show: {names}?"
-
 def plain_prompt(sample: Sample) -> list[dict]:
-    "Default prompt: image + question + output protocol, no knowledge."
-    text = (f"{_question(sample)} First think it through inside {THINK_OPEN} {THINK_CLOSE}, "
-            f"then give only the answer inside {ANSWER_OPEN} {ANSWER_CLOSE}.")
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    "The `plain` prompt variant (V-RFT's: question, options, protocol; no knowledge) as chat messages."
+    from vrft_aug.prompts import build_prompt  # its one home, the template file, is read by the prompts module
+    return build_prompt(sample, "plain").messages
 
 def to_trl(ds: Sequence,                    # a MedDataset (or any sequence of Sample)
            prompt_fn: Callable = plain_prompt,  # sample -> messages, or (messages, knowledge_text)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .data import synthmed, medmnist, MEDMNIST_INFO, SYNTHMED_TASKS, from_image_folder
+from .data import synthmed, medmnist, MEDMNIST_INFO, SYNTHMED_TASKS, SYNTHMED_TASK_TYPES, from_image_folder
+from .grpo import LOSS_TYPES
 from .knowledge import load_knowledge
 from .prompts import make_prompt_fn, VARIANTS
 from .rewards import REWARD_FACTORIES
@@ -53,7 +54,7 @@ class StageConfig:
     max_completion_length: int | None = None  # GRPO: longest completion
     temperature: float | None = None      # GRPO sampling temperature
     beta: float | None = None             # KL coefficient (0: no reference model)
-    loss_type: str | None = None          # "grpo", "bnpo", "dr_grpo" or "dapo"
+    loss_type: str | None = None          # one of grpo.LOSS_TYPES ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
     use_vllm: Any = None                  # True / False / "auto" (on when vLLM is installed)
     weight_decay: float | None = None     # AdamW weight decay (None: TRL's default, 0)
     gradient_accumulation_steps: int | None = None  # optimiser step every this many device batches (None: 1)
@@ -161,7 +162,7 @@ def dataset_task(name: str) -> str:
     if name.startswith("synthmed-"):
         t = name.removeprefix("synthmed-")
         if t not in SYNTHMED_TASKS: raise ValueError(f"dataset {name!r}: SynthMed tasks are {['synthmed-' + x for x in SYNTHMED_TASKS]}")
-        return {"cells": "classification", "fundus": "grading", "lesion": "localization"}[t]
+        return SYNTHMED_TASK_TYPES[t]
     if name in MEDMNIST_INFO: return MEDMNIST_INFO[name].task
     if Path(name).is_dir(): return "classification"
     raise ValueError(f"dataset {name!r}: expected synthmed-cells/-fundus/-lesion, a MedMNIST flag "
@@ -218,8 +219,8 @@ def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
     G, B = st.num_generations, st.batch_size
     if G is None or G < 2: raise ValueError(f"{where}.num_generations={G!r}: GRPO needs at least 2 completions per prompt")
     if B % G: raise ValueError(f"{where}: batch_size={B} completions is not divisible by num_generations={G}")
-    if st.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo"):
-        raise ValueError(f"{where}.loss_type={st.loss_type!r}: expected grpo, bnpo, dr_grpo or dapo")
+    if st.loss_type not in LOSS_TYPES:
+        raise ValueError(f"{where}.loss_type={st.loss_type!r}: expected one of {LOSS_TYPES}")
     if st.beta is None or st.beta < 0: raise ValueError(f"{where}.beta={st.beta!r}: must be >= 0")
     rewards = stage_rewards(cfg, st)
     if not rewards: raise ValueError(f"{where}.rewards: a GRPO stage needs at least one reward term")
@@ -338,9 +339,9 @@ def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
 TINY_BASE = "tiny-base"
 
 def tiny_base_dir() -> Path:
-    "The committed perception-pretrained tiny base (see the pretrain notebook)."
-    from importlib import resources
-    return Path(str(resources.files("vrft_aug") / "assets" / "tiny_base"))
+    "The committed perception-pretrained tiny base: `pretrain.tiny_base_path`, its one home."
+    from vrft_aug.pretrain import tiny_base_path   # imported when asked: pretrain loads transformers
+    return tiny_base_path()
 
 def _model_folder(m: str) -> str:
     "`m` checked as a model folder: it exists, is a folder, and holds a readable config.json (what save_pretrained writes)."

@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 import torch
 from sacrebleu.metrics import BLEU
 
-from .core import PROTOCOLS, boxed_answer, completion_text, normalize_answer, parse_completion
+from .core import (PROTOCOLS, answer_block, boxed_answer, completion_text, normalize_answer, parse_completion,
+                           well_formed_answer, well_formed_parts)
 from .grpo import SCALE_REWARDS, group_advantages
 
 # %% auto #0
@@ -35,55 +36,11 @@ def _text(c) -> str:
         if type(x) is str: return x
     return completion_text(c)
 
-def _well_formed(text: str) -> tuple[str, str] | None:
-    "(think, answer), stripped, when `parse_completion(text).well_formed`, else None; string methods only."
-    if (text.count("<think>") == 1 and text.count("</think>") == 1
-            and text.count("<answer>") == 1 and text.count("</answer>") == 1):
-        i, j = text.find("<think>"), text.find("</think>")
-        k, l = text.find("<answer>"), text.find("</answer>")
-        if (i < j < k < l and (i == 0 or text[:i].isspace()) and (k == j + 8 or text[j + 8:k].isspace())
-                and (l + 9 == len(text) or text[l + 9:].isspace())):
-            return text[i + 7:j].strip(), text[k + 8:l].strip()
-    return None  # a well-formed text has exactly one of each tag (bodies may hold no tag), in this order
-
-def _parse(text: str) -> tuple[str | None, str | None, bool]:
-    "(think, answer, well_formed) exactly as `parse_completion(text)` returns them, faster for well-formed text."
-    wf = _well_formed(text)
-    if wf is not None: return wf[0], wf[1], True
-    p = parse_completion(text)
-    return p.think, p.answer, p.well_formed
-
-def _well_formed_no_think(text: str) -> str | None:
-    "The stripped answer when `parse_completion(text, think=False).well_formed`, else None."
-    if ("<think>" not in text and "</think>" not in text
-            and text.count("<answer>") == 1 and text.count("</answer>") == 1):
-        k, l = text.find("<answer>"), text.find("</answer>")
-        if k < l and (k == 0 or text[:k].isspace()) and (l + 9 == len(text) or text[l + 9:].isspace()):
-            return text[k + 8:l].strip()
-    return None
-
-def _parse_no_think(text: str) -> tuple[str | None, bool]:
-    "(answer, well_formed) as `parse_completion(text, think=False)`, faster."
-    a = _well_formed_no_think(text)
-    if a is not None: return a, True
-    p = parse_completion(text, think=False)
-    return p.answer, p.well_formed
-
-def _answer(text: str) -> str | None:
-    "The answer of a completion with exactly one answer block (well formed or not), else None."
-    if text.count("<answer>") != 1 or text.count("</answer>") != 1: return None
-    k, l = text.find("<answer>"), text.find("</answer>")
-    if l < k: return None
-    body = text[k + 8:l]
-    # the same body parse_completion would extract: no protocol tag inside
-    if "<" in body and ("<think>" in body or "</think>" in body): return None
-    return body.strip()
-
 def _answer_of(text: str, protocol: str = "tags") -> str | None:
-    "The answer under a protocol: `<answer>` tags (`_answer`) or the last `\\boxed{}` outside think (`boxed_answer`)."
+    "The answer under a protocol: `<answer>` tags (`core.answer_block`) or the last `\\boxed{}` outside think (`boxed_answer`)."
     if protocol == "boxed": return boxed_answer(text)
     if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
-    return _answer(text)
+    return answer_block(text)
 
 _norm_cached = lru_cache(maxsize=1 << 16)(normalize_answer)
 def _norm(s) -> str:
@@ -141,10 +98,10 @@ def _format_reward(prompts, completions, think: bool = True, nonempty: bool = Tr
             p = parse_completion(t, think, "boxed")
             ok = p.well_formed and (not nonempty or not think or bool(p.think))
         elif think:
-            wf = _well_formed(t)
+            wf = well_formed_parts(t)
             ok = wf is not None and (not nonempty or (bool(wf[0]) and bool(wf[1])))
         else:
-            ans = _well_formed_no_think(t)
+            ans = well_formed_answer(t)
             ok = ans is not None and (not nonempty or bool(ans))
         out.append(1.0 if ok else 0.0)
     return out
@@ -573,7 +530,7 @@ def _iou_reward(prompts, completions, bbox=None, image_size=None, image=None, im
             ctx, prev = _iou_context(*cur, coords, i), cur
         gts, size, msize = ctx
         if not gts: out.append(None); continue
-        preds = [(_to_frame(b, coords, size, msize), conf) for b, conf in parse_boxes(_answer(_text(c)))]
+        preds = [(_to_frame(b, coords, size, msize), conf) for b, conf in parse_boxes(answer_block(_text(c)))]
         if not preds: out.append(0.0); continue
         if mode == "iou": r = _greedy(gts, [b for b, _ in preds], _iou)
         elif mode == "giou": r = _greedy(gts, [b for b, _ in preds], _giou01)
@@ -876,7 +833,7 @@ def recitation_reward(prompts, completions,
         if scorer is None: out.append(None); continue      # no knowledge injected: the term does not apply
         if gate and acc[i] != 1.0: out.append(0.0); continue
         t = _text(c)
-        wf = _well_formed(t)
+        wf = well_formed_parts(t)
         think = wf[0] if wf is not None else parse_completion(t).think
         if not think: out.append(0.0); continue
         score = scorer
