@@ -100,9 +100,9 @@ def test_iou_reward_of_the_true_box_is_one(v):
 
 @SETTINGS
 @given(st.integers(2, 12), st.floats(0.1, 5))
-def test_mfrs_monotone(K, gamma):
+def test_mfrs_monotone(K, mfrs_power):
     for s in R.MFRS_SCHEMES:
-        vals = [R.mfrs_value(d, s, K, gamma) for d in range(K + 2)]
+        vals = [R.mfrs_value(d, s, K, mfrs_power) for d in range(K + 2)]
         assert vals[0] == 1.0 and all(0.0 <= v <= 1.0 for v in vals)
         assert all(b <= a for a, b in zip(vals, vals[1:])), (s, vals)
 

@@ -590,7 +590,7 @@ def _check_values(values) -> tuple:
 def mfrs_value(d: int,                        # grade distance |predicted - true| (>= 0)
                scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
                num_grades: int | None = None,  # K, needed by "linear" and "power"
-               gamma: float = 2.0,            # exponent of "power"
+               mfrs_power: float = 2.0,            # exponent of "power"
               ) -> float:
     "The MFRS partial credit R(d) of a scheme; R(0) = 1, non-increasing in d, in [0, 1]."
     if d < 0: raise ValueError(f"grade distance must be >= 0, got {d}")
@@ -602,7 +602,7 @@ def mfrs_value(d: int,                        # grade distance |predicted - true
         if num_grades is None or num_grades < 1:
             raise ValueError(f"MFRS scheme {scheme!r} needs num_grades (K >= 1), got {num_grades!r}")
         base = 1.0 if num_grades == 1 else max(0.0, 1.0 - d / (num_grades - 1))
-        return base if scheme == "linear" else base ** gamma
+        return base if scheme == "linear" else base ** mfrs_power
     raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES} or a list of values")
 
 def parse_grade(answer: str | None, matcher: ClassMatcher | None = None) -> int | None:
@@ -629,7 +629,7 @@ def mfrs_reward(prompts, completions,
                 grade=None,                     # per sample: the true grade (int, or a grade name)
                 num_grades=None,                # per sample: K (default: len(choices))
                 scheme: str | Sequence = "exp",  # see `mfrs_value`
-                gamma: float = 2.0,             # exponent of the "power" scheme
+                mfrs_power: float = 2.0,             # exponent of the "power" scheme
                 choices=None,                   # per sample: grade names, choices[g] is grade g
                 aliases=None, option_letters=None, task=None,
                 protocol: str = "tags",         # "tags" (<answer>) or "boxed" (last \\boxed{})
@@ -649,11 +649,11 @@ def mfrs_reward(prompts, completions,
         if not _same(cur, prev):
             ctx, prev = _mfrs_context(*cur, scheme, i), cur
             g, K, mt = ctx
-            vals = None if g is None or K is None else [mfrs_value(d, scheme, K, gamma) for d in range(K)]
+            vals = None if g is None or K is None else [mfrs_value(d, scheme, K, mfrs_power) for d in range(K)]
         if g is None: out.append(None); continue
         p = parse_grade(_answer_of(_text(c), protocol), mt)
         if p is None or (K is not None and p >= K): out.append(0.0); continue
-        out.append(vals[abs(p - g)] if vals is not None else mfrs_value(abs(p - g), scheme, K, gamma))
+        out.append(vals[abs(p - g)] if vals is not None else mfrs_value(abs(p - g), scheme, K, mfrs_power))
     return out
 
 def _mfrs_context(prompt, gr, k, ch, al, let, task, scheme, i):
@@ -674,7 +674,7 @@ def _mfrs_context(prompt, gr, k, ch, al, let, task, scheme, i):
     return g, K, mt
 
 def make_mfrs_reward(scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
-                     gamma: float = 2.0,               # exponent of "power"
+                     mfrs_power: float = 2.0,               # exponent of "power"
                      protocol: str = "tags",           # "tags" (<answer>) or "boxed" (last \\boxed{})
                     ) -> Callable:
     "An MFRS reward with a fixed scheme, named e.g. `mfrs_reward_table`; `exp` returns `mfrs_reward` itself."
@@ -683,8 +683,8 @@ def make_mfrs_reward(scheme: str | Sequence = "exp",  # "exp", "table", "linear"
     if isinstance(scheme, str):
         if scheme not in MFRS_SCHEMES: raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES}")
         if scheme == "exp" and not boxed: return mfrs_reward
-        name = f"mfrs_reward_{scheme}" + (f"_g{gamma:g}" if scheme == "power" and gamma != 2.0 else "") + ("_boxed" if boxed else "")
-        return NamedReward(mfrs_reward, name.replace("mfrs_reward_exp_", "mfrs_reward_"), scheme=scheme, gamma=gamma, **boxed)
+        name = f"mfrs_reward_{scheme}" + (f"_p{mfrs_power:g}" if scheme == "power" and mfrs_power != 2.0 else "") + ("_boxed" if boxed else "")
+        return NamedReward(mfrs_reward, name.replace("mfrs_reward_exp_", "mfrs_reward_"), scheme=scheme, mfrs_power=mfrs_power, **boxed)
     vals = _check_values(scheme)
     return NamedReward(mfrs_reward, "mfrs_reward_custom" + ("_boxed" if boxed else ""), scheme=list(vals), **boxed)
 

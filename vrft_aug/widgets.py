@@ -122,7 +122,7 @@ def shape_rewards(completions: Sequence[str],   # the G completions of one group
     if len(labels) != len(completions): raise ValueError(f"{len(labels)} labels for {len(completions)} completions")
     row = _scoring_row(sample, knowledge)
     K = len(sample.class_names)
-    if sample.task == "grading": answer = {"name": "mfrs", "weight": lam, "kwargs": dict(scheme=scheme, gamma=power)}
+    if sample.task == "grading": answer = {"name": "mfrs", "weight": lam, "kwargs": dict(scheme=scheme, mfrs_power=power)}
     else: answer = {"name": "accuracy", "weight": lam}
     spec = [answer, {"name": "format", "weight": alpha}]
     if sample.bbox is not None: spec.append({"name": "iou", "weight": gamma})
