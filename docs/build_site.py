@@ -91,7 +91,7 @@ def _defined(src: str) -> list[str]:
     names, cls = [], None
     for line in src.splitlines():
         if m := re.match(r"class\s+(\w+)", line): cls = m.group(1); names.append(cls)
-        elif m := re.match(r"(?:async\s+)?def\s+(\w+)\s*\(\s*self\s*:\s*(\w+)", line): names.append(f"{m.group(2)}.{m.group(1)}")
+        elif m := re.match(r"(?:async\s+)?def\s+(\w+)\s*\(\s*(?:self|cls)\s*:\s*(\w+)", line): names.append(f"{m.group(2)}.{m.group(1)}")
         elif m := re.match(r"(?:async\s+)?def\s+(\w+)", line): cls = None; names.append(m.group(1))
         elif cls and (m := re.match(r"\s+(?:async\s+)?def\s+(\w+)", line)): names.append(f"{cls}.{m.group(1)}")
         elif line and not line[0].isspace() and not line.startswith(("@", "#", ")")): cls = None
