@@ -193,9 +193,9 @@ def cmd_data(args):
     out.mkdir(parents=True, exist_ok=True)
     print(ds); print("classes:", ds.info.class_names)
     if args.action == "show":
-        import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure   # no pyplot: nothing global changes
         k = min(len(ds), 16)
-        fig, axes = plt.subplots(2, (k + 1) // 2, figsize=(1.6 * ((k + 1) // 2), 3.6), squeeze=False)
+        fig = Figure(figsize=(1.6 * ((k + 1) // 2), 3.6)); axes = fig.subplots(2, (k + 1) // 2, squeeze=False)
         for ax, i in zip(axes.flat, range(k)):
             s = ds[i]; ax.imshow(s.image); ax.set_axis_off()
             ax.set_title(str(s.answer) if s.task != "localization" else "box", fontsize=6)

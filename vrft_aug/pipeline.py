@@ -737,8 +737,7 @@ def report(root,                      # folder with runs (searched recursively f
            metric: str | None = None, # a metric name, or None for each task's primary metric
           ) -> Path:
     "Write results.md / results.csv (paper layout) and PNG plots (reward curves, confusion matrices)."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # not pyplot: the caller's backend and open figures are left alone
     root = Path(root); out = Path(out) if out else root / "report"; out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(root)
     if not runs: raise FileNotFoundError(f"no complete run (metrics.json with status complete) under {root}")
@@ -754,10 +753,10 @@ def report(root,                      # folder with runs (searched recursively f
         tag = r["run"].replace("/", "_")
         cm = r["metrics"].get("confusion_matrix")
         if cm:
-            fig, ax = plt.subplots(figsize=(4, 3.5))
+            fig = Figure(figsize=(4, 3.5)); ax = fig.subplots()
             ax.imshow(np.asarray(cm), cmap="Blues")
             ax.set_xlabel("predicted (last column: no valid answer)"); ax.set_ylabel("true"); ax.set_title(r["run"], fontsize=8)
-            fig.tight_layout(); fig.savefig(out / f"confusion_{tag}.png", dpi=80); plt.close(fig)
+            fig.tight_layout(); fig.savefig(out / f"confusion_{tag}.png", dpi=80)
         curves = {}
         for s in r.get("stages", []):
             done = Path(s) / "done.json"
@@ -766,8 +765,8 @@ def report(root,                      # folder with runs (searched recursively f
                 for k, v in h.items():
                     if k.startswith("rewards/") and k.endswith("/mean"): curves.setdefault((Path(s).name, k), []).append(v)
         if curves:
-            fig, ax = plt.subplots(figsize=(5, 3))
+            fig = Figure(figsize=(5, 3)); ax = fig.subplots()
             for (stage, k), v in curves.items(): ax.plot(v, label=f"{stage.split('-')[0]}:{k.split('/')[1]}")
             ax.set_xlabel("step"); ax.set_ylabel("reward (mean)"); ax.legend(fontsize=6); ax.set_title(r["run"], fontsize=8)
-            fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80); plt.close(fig)
+            fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80)
     return out
