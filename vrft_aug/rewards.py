@@ -140,6 +140,7 @@ _OPTION_MARK = re.compile(r"(?:\(\s*[A-Z]\s*\)|(?<![A-Za-z0-9])[A-Z]\s*[.):])")
 def _plural(p: str) -> str:
     return p + ("es" if p.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
+# %% ../nbs/04_rewards.ipynb #d1ca3632
 class ClassMatcher:
     "Decides which of `choices` an answer names (index), or None when it names none, several, or negates."
     def __init__(self,
@@ -219,6 +220,7 @@ class ClassMatcher:
                     return None, "letter and name disagree"
         return self._phrase(a)
 
+# %% ../nbs/04_rewards.ipynb #553f8b93
 @lru_cache(maxsize=4096)
 def _matcher(choices: tuple, aliases_key, letters_key, max_words: int) -> ClassMatcher:
     return ClassMatcher(choices, dict(aliases_key) if aliases_key else None,
@@ -316,6 +318,7 @@ def _jaccard(answer, matcher: ClassMatcher, truth: set) -> float:
     if not pred and not truth: return 1.0
     return len(pred & truth) / len(pred | truth)
 
+# %% ../nbs/04_rewards.ipynb #027835c7
 def accuracy_reward(prompts,                   # the prompts (used to detect lettered options)
                     completions,               # strings or [{"role": "assistant", "content": ...}]
                     solution=None,             # per sample: the true class name (or index); a list for multi-label
@@ -345,6 +348,7 @@ def accuracy_reward(prompts,                   # the prompts (used to detect let
         else: out.append(1.0 if ans is not None and mt.resolve(ans) == truth else 0.0)
     return out
 
+# %% ../nbs/04_rewards.ipynb #55b7d8a1
 def _same(a, b) -> bool:
     "a == b for sample rows, False when the comparison is not a plain bool (e.g. numpy arrays)."
     try: return bool(a == b)
@@ -396,6 +400,7 @@ def parse_boxes(answer: str | None) -> list[tuple[tuple[float, float, float, flo
         if len(out) >= MAX_BOXES: break
     return out
 
+# %% ../nbs/04_rewards.ipynb #8f4be817
 def _ordered(b) -> tuple:
     x1, y1, x2, y2 = b
     if x2 < x1: x1, x2 = x2, x1
@@ -429,6 +434,7 @@ def box_giou(a, b) -> float:
     g = inter / union - (hull - union) / hull
     return max(-1.0, min(1.0, g))
 
+# %% ../nbs/04_rewards.ipynb #af348583
 def _image_size(size, image) -> tuple[float, float] | None:
     "(W, H) from an `image_size` value, or from a PIL image / HxWxC array (first of a list), or None."
     if size is not None:
@@ -481,6 +487,7 @@ def _to_frame(box, coords, size, model_size) -> tuple:
     y1 = 0.0 if y1 < 0.0 else (H if y1 > H else y1); y2 = 0.0 if y2 < 0.0 else (H if y2 > H else y2)
     return (x1, y1, x2, y2)
 
+# %% ../nbs/04_rewards.ipynb #a65dc70e
 def _greedy(gts, preds, score) -> float:
     "Pair boxes greedily by decreasing score (each used once); sum of paired scores / max(#gt, #pred)."
     if len(gts) == 1 and len(preds) == 1: return score(gts[0], preds[0])
@@ -509,6 +516,7 @@ def _visual_rft(gts, preds, threshold) -> tuple[float, float]:
         else: conf_r += 1.0 - c
     return min(1.0, ious / max(len(gts), len(uniq))), conf_r / len(uniq)
 
+# %% ../nbs/04_rewards.ipynb #248a0c60
 _IOU_MODES = ("iou", "giou", "visual_rft", "confidence")
 _COORDS = ("absolute", "norm1000", "relative")
 
@@ -590,7 +598,7 @@ def _check_values(values) -> tuple:
 def mfrs_value(d: int,                        # grade distance |predicted - true| (>= 0)
                scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
                num_grades: int | None = None,  # K, needed by "linear" and "power"
-               mfrs_power: float = 2.0,            # exponent of "power"
+               mfrs_power: float = 2.0,       # exponent of "power"
               ) -> float:
     "The MFRS partial credit R(d) of a scheme; R(0) = 1, non-increasing in d, in [0, 1]."
     if d < 0: raise ValueError(f"grade distance must be >= 0, got {d}")
@@ -605,6 +613,7 @@ def mfrs_value(d: int,                        # grade distance |predicted - true
         return base if scheme == "linear" else base ** mfrs_power
     raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES} or a list of values")
 
+# %% ../nbs/04_rewards.ipynb #a590eb42
 def parse_grade(answer: str | None, matcher: ClassMatcher | None = None) -> int | None:
     "The grade an answer names: a number (`2`, `grade 2`, `2/4`), else a grade name via `matcher`; None if unclear."
     if answer is None: return None
@@ -625,11 +634,12 @@ def _true_grade(g, matcher, i) -> int:
     if gi != g or gi < 0: raise ValueError(f"grade of sample {i} must be a non-negative integer, got {g!r}")
     return gi
 
+# %% ../nbs/04_rewards.ipynb #cbba052e
 def mfrs_reward(prompts, completions,
                 grade=None,                     # per sample: the true grade (int, or a grade name)
                 num_grades=None,                # per sample: K (default: len(choices))
                 scheme: str | Sequence = "exp",  # see `mfrs_value`
-                mfrs_power: float = 2.0,             # exponent of the "power" scheme
+                mfrs_power: float = 2.0,        # exponent of the "power" scheme
                 choices=None,                   # per sample: grade names, choices[g] is grade g
                 aliases=None, option_letters=None, task=None,
                 protocol: str = "tags",         # "tags" (<answer>) or "boxed" (last \\boxed{})
@@ -673,8 +683,9 @@ def _mfrs_context(prompt, gr, k, ch, al, let, task, scheme, i):
     if K is not None and g >= K: raise ValueError(f"grade {g} of sample {i} is outside 0..{K - 1}")
     return g, K, mt
 
+# %% ../nbs/04_rewards.ipynb #3d392fbc
 def make_mfrs_reward(scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
-                     mfrs_power: float = 2.0,               # exponent of "power"
+                     mfrs_power: float = 2.0,          # exponent of "power"
                      protocol: str = "tags",           # "tags" (<answer>) or "boxed" (last \\boxed{})
                     ) -> Callable:
     "An MFRS reward with a fixed scheme, named e.g. `mfrs_reward_table`; `exp` returns `mfrs_reward` itself."
@@ -803,6 +814,7 @@ def _check_recitation(order, smoothing, metric, reference, saturate_above, zero_
         if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
             raise ValueError(f"{name} must be a number in [0, 1] or None, got {v!r}")
 
+# %% ../nbs/04_rewards.ipynb #baf7998f
 def recitation_reward(prompts, completions,
                       knowledge=None,            # per sample: the injected knowledge text (or a list of texts)
                       order: int = 4,            # maximum n-gram order of BLEU ("bleu" metric)
@@ -849,6 +861,7 @@ def recitation_reward(prompts, completions,
         out.append(s)
     return out
 
+# %% ../nbs/04_rewards.ipynb #0846ee33
 def make_recitation_reward(order: int = 4, smoothing: str = "exp", smooth_value: float | None = None,
                            tokenize: str = "words", metric: str = "bleu", reference: str = "knowledge",
                            gate: bool = False, saturate_above: float | None = None, zero_below: float | None = None,
@@ -914,6 +927,7 @@ def _as_specs(config) -> list[RewardSpec]:
         return specs
     raise ValueError(f"reward config must be a dict name -> weight or a list of RewardSpec, got {type(config).__name__}")
 
+# %% ../nbs/04_rewards.ipynb #17967900
 def build_reward_funcs(config,  # {"accuracy": 1.0, "format": 1.0, ...}, or a list of RewardSpec / dicts
                       ) -> tuple[list[Callable], list[float]]:
     "`(reward_funcs, reward_weights)` for `GRPOTrainer(reward_funcs=...)` and `GRPOConfig(reward_weights=...)`."
