@@ -109,6 +109,7 @@ def _array_to_pil(a: np.ndarray) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(a))
     raise ValueError(f"to_rgb: array of shape {a.shape} is not an image (expected H x W, H x W x 1, 3 or 4)")
 
+# %% ../nbs/01_data.ipynb #1f36b567
 def _fit_geometry(w: int, h: int, size: int, fit: str):
     "For a w x h image fitted into size x size: (crop box or None, resized (w, h), paste offset, scale x, scale y, offset x, offset y)."
     if fit == "stretch": return None, (size, size), (0, 0), size / w, size / h, 0.0, 0.0
@@ -123,6 +124,7 @@ def _fit_geometry(w: int, h: int, size: int, fit: str):
         return None, (nw, nh), (ox, oy), nw / w, nh / h, float(ox), float(oy)
     raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
 
+# %% ../nbs/01_data.ipynb #fc5d3186
 def to_rgb(img,                   # PIL image (any mode) or numpy array
            size=None,             # output side (int) for a square image; None keeps the size
            fit: str = "pad",      # "pad" (letterbox, default), "crop" (centre square) or "stretch"
@@ -443,6 +445,7 @@ PAPER_MEDMNIST = ("bloodmnist", "breastmnist", "dermamnist", "octmnist", "organa
                   "tissuemnist")
 MEDMNIST_SPLITS = ("train", "val", "test")
 
+# %% ../nbs/01_data.ipynb #783c6cff
 def medmnist_root(root=None) -> Path:
     "Folder of the MedMNIST files: `root`, else $VRFT_MEDMNIST_ROOT, else ~/.medmnist."
     return Path(root or os.environ.get("VRFT_MEDMNIST_ROOT") or Path.home() / ".medmnist").expanduser()
@@ -460,6 +463,7 @@ def _medmnist_download(flag: str, size, root: Path) -> bool:
     cls(split="test", download=True, root=str(root), size=None if size in (None, 28) else size)
     return True
 
+# %% ../nbs/01_data.ipynb #2963fe15
 def _read_npz(path: Path, flag: str, split: str, size: int) -> tuple:
     "Read and check `{split}_images` / `{split}_labels` of one MedMNIST file."
     info = MEDMNIST_INFO[flag]; K = len(info.class_names)
@@ -489,6 +493,7 @@ def _read_npz(path: Path, flag: str, split: str, size: int) -> tuple:
         raise ValueError(f"{path}: {split}_labels contains {bad}, expected values in 0..{hi} for {flag}")
     return x, y
 
+# %% ../nbs/01_data.ipynb #93f25db6
 def medmnist(flag: str,                     # one of MEDMNIST_INFO, e.g. "pathmnist"
              split: str = "train",          # "train", "val" or "test"
              root=None,                     # folder with the .npz files; default $VRFT_MEDMNIST_ROOT or ~/.medmnist
@@ -561,6 +566,7 @@ def _open_image(value, where: str) -> Image.Image:
     except (OSError, ValueError, TypeError, UnidentifiedImageError, SyntaxError) as e:
         raise ValueError(f"cannot read image {where}: {type(e).__name__}: {e}") from None
 
+# %% ../nbs/01_data.ipynb #0f43086f
 def _check_labels(labels, class_names, task, where) -> list:
     K, out = len(class_names), []
     for i, y in enumerate(labels):
@@ -573,6 +579,7 @@ def _check_labels(labels, class_names, task, where) -> list:
         out.append(int(y))
     return out
 
+# %% ../nbs/01_data.ipynb #e80cef0c
 def _make_sample(img, y, info: DatasetInfo, split, i, image_size, fit, bbox=None, meta=None) -> Sample:
     "Fit img to image_size, map bbox through the same geometry, fill grade fields."
     img = to_rgb(img)
@@ -586,6 +593,7 @@ def _make_sample(img, y, info: DatasetInfo, split, i, image_size, fit, bbox=None
     return Sample(img, y, info.name, info.task, list(info.class_names), bbox=bbox, grade=y if g else None,
                   num_grades=len(info.class_names) if g else None, id=f"{info.name}/{split}/{i}", meta=meta or {})
 
+# %% ../nbs/01_data.ipynb #cb3671d4
 def from_hf(dataset,                          # a datasets.Dataset / DatasetDict, or a folder saved with save_to_disk
             image_column: str = "image",      # column holding the images
             label_column: str | None = "label",  # column holding class indices (0/1 lists for multilabel); None for boxes only
@@ -650,6 +658,7 @@ def from_hf(dataset,                          # a datasets.Dataset / DatasetDict
                             dict(index=i, **({"file": path} if path else {})))
     return MedDataset(info, split, labels, get)
 
+# %% ../nbs/01_data.ipynb #e7c02923
 def _natural_key(s: str): return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
 def from_image_folder(root,                                 # folder with one sub-folder per class
