@@ -109,6 +109,7 @@ def _check_kb(kb: KnowledgeBase):
                                  "every class needs its own text")
         seen_desc[d] = c.name
 
+# %% ../nbs/03_knowledge.ipynb #1469e4a2
 def _req_str(d: dict, key: str, where: str, required: bool = True) -> str | None:
     v = d.get(key)
     if v is None:
@@ -124,6 +125,7 @@ def _check_keys(d: dict, allowed: dict, where: str):
     unknown = [k for k in d if k not in allowed]
     if unknown: raise KnowledgeError(f"{where}: unknown key(s) {unknown}; allowed keys are {list(allowed)}")
 
+# %% ../nbs/03_knowledge.ipynb #d5af7cfb
 @patch(cls_method=True)
 def from_dict(cls: KnowledgeBase, d, origin: str = "<dict>") -> KnowledgeBase:
     "Build a validated `KnowledgeBase` from parsed YAML/JSON (`d`); errors name `origin` and the entry."
@@ -319,6 +321,7 @@ def _chat_url(url: str) -> str:
     if u.endswith("/chat/completions"): return u
     return u + ("/chat/completions" if u.endswith("/v1") else "/v1/chat/completions")
 
+# %% ../nbs/03_knowledge.ipynb #3c2f0f27
 def endpoint_chat(url: str,                 # base URL of an OpenAI-compatible server, e.g. "http://127.0.0.1:8000"
                   model_id: str,            # the model name the server expects
                   api_key: str | None = None, # sent as a bearer token when given
@@ -346,6 +349,7 @@ def endpoint_chat(url: str,                 # base URL of an OpenAI-compatible s
                                f"got {raw[:300]!r}") from None
     return chat
 
+# %% ../nbs/03_knowledge.ipynb #b71c16b3
 def local_chat(model, tokenizer,            # a transformers model and its tokenizer or processor
                max_new_tokens: int = 160, **generate_kwargs) -> Callable[[list], str]:
     "A `messages -> reply text` function for a local transformers model (greedy unless `generate_kwargs` say otherwise)."
@@ -368,6 +372,7 @@ def _load_local(path):
         return AutoModelForImageTextToText.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
+# %% ../nbs/03_knowledge.ipynb #35e50798
 def _info_fields(info) -> dict:
     "name, task, class_names, description, modality from a DatasetInfo, a KnowledgeBase or a dict."
     get = (lambda k: info.get(k)) if isinstance(info, dict) else (lambda k: getattr(info, k, None))
