@@ -59,6 +59,7 @@ class StageConfig:
     weight_decay: float | None = None     # AdamW weight decay (None: TRL's default, 0)
     gradient_accumulation_steps: int | None = None  # optimiser step every this many device batches (None: 1)
 
+# %% ../nbs/10_pipeline.ipynb #facb84cb
 @dataclass
 class RunConfig:
     "Everything that determines a run. Field comments are the CLI's help text."
@@ -157,6 +158,7 @@ def _set_path(d: dict, path: str, value):
         cur[idx] = value
     else: cur[last] = value
 
+# %% ../nbs/10_pipeline.ipynb #0ef4f8a7
 def dataset_task(name: str) -> str:
     "The task type of a dataset name (without loading it)."
     if name.startswith("synthmed-"):
@@ -200,6 +202,7 @@ def stage_rewards(cfg: RunConfig, st: StageConfig) -> dict:
             rewards[name] = {**r, "kwargs": {**(r.get("kwargs") or {}), "protocol": cfg.protocol}}
     return rewards
 
+# %% ../nbs/10_pipeline.ipynb #3b9fa7f3
 def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
     where = f"stages.{i}"
     if st.kind not in STAGE_KINDS: raise ValueError(f"{where}.kind={st.kind!r}: expected one of {STAGE_KINDS}")
@@ -261,6 +264,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     for i, st in enumerate(cfg.stages): _check_stage(cfg, i, st)
     return cfg
 
+# %% ../nbs/10_pipeline.ipynb #5b7f9618
 def resolve_config(preset: str = "vrft",     # a preset name, or a path to a preset YAML file
                    scale: str = "cpu",       # "cpu" or "gpu": which scale file to start from
                    overrides: dict | None = None, # field -> value; dotted paths reach into stages (stages.1.steps)
@@ -464,6 +468,7 @@ def resume_caveats(cfg: RunConfig, st: StageConfig) -> list[str]:
         out.append("vLLM's sampler state is not saved in a checkpoint: completions sampled after the resume differ")
     return out
 
+# %% ../nbs/10_pipeline.ipynb #27b86b83
 def _load_weights(model, ckpt: Path):
     "Every weight of a full checkpoint into `model`, names mapped as `from_pretrained` maps them; a missing one is an error."
     loaded = type(model).from_pretrained(str(ckpt), dtype=next(model.parameters()).dtype)
@@ -501,6 +506,7 @@ def _resumable(cls):
         _RESUMABLE[cls] = Resumable
     return _RESUMABLE[cls]
 
+# %% ../nbs/10_pipeline.ipynb #baabe4d4
 def _peft(cfg: RunConfig):
     if not cfg.lora: return None
     from peft import LoraConfig
@@ -522,6 +528,7 @@ def _common_args(cfg: RunConfig, st: StageConfig, out: Path) -> dict:
                 dataloader_num_workers=0,
                 **{k: getattr(st, k) for k in ("weight_decay", "gradient_accumulation_steps") if getattr(st, k) is not None})
 
+# %% ../nbs/10_pipeline.ipynb #19bdc962
 def _train_dataset(cfg: RunConfig, st: StageConfig, processor):
     from vrft_aug.imitation import add_demonstrations
     name = _stage_dataset(cfg, st)
@@ -551,6 +558,7 @@ def _check_sft_length(train, processor, max_length: int, where: str, k: int = 8)
         raise ValueError(f"{where}.max_length={max_length} is shorter than prompt + demonstration ({longest} tokens, "
                          f"image tokens included): the demonstration would be truncated away; raise it")
 
+# %% ../nbs/10_pipeline.ipynb #e6bb36f7
 def _run_sft(cfg, st, model_path, processor, out: Path, resume):
     from trl import SFTConfig, SFTTrainer
     from vrft_aug.imitation import sft_dataset
@@ -574,6 +582,7 @@ def _run_grpo(cfg, st, model_path, processor, out: Path, resume):
                                       peft_config=_peft(cfg))
     return _train(trainer, resume)
 
+# %% ../nbs/10_pipeline.ipynb #00226095
 def load_processor(model_path: str):
     "The model's processor; fails loudly when AutoProcessor falls back to a bare tokenizer."
     from transformers import AutoProcessor, ProcessorMixin
@@ -641,6 +650,7 @@ def evaluate_model(cfg: RunConfig, model_path: str, progress: bool = True) -> di
                    aliases=kb.aliases() if kb else None, think=variant != "no-think", progress=progress)
     return dict(metrics=res.metrics, seconds=round(res.seconds, 1), examples=[r["completion"] for r in res.records[:5]])
 
+# %% ../nbs/10_pipeline.ipynb #15aaa291
 def run(cfg: RunConfig,               # a resolved config (see `resolve_config`)
         overwrite: bool = False,      # replace an existing run folder
         resume: bool = False,         # continue an interrupted run
@@ -704,6 +714,7 @@ def grid(presets: list[str], datasets: list[str], seeds: list[int], scale: str =
                 out.append(res)
     return out
 
+# %% ../nbs/10_pipeline.ipynb #8f8ae16c
 def collect_runs(root) -> list[dict]:
     "Every complete run's metrics.json under `root`."
     runs = []
@@ -732,6 +743,7 @@ def results_table(runs: list[dict], metric: str | None = None, preset_order=None
         mean.loc[p, d] = v.mean()
     return text.fillna("–"), mean
 
+# %% ../nbs/10_pipeline.ipynb #44ccf6f4
 def report(root,                      # folder with runs (searched recursively for metrics.json)
            out=None,                  # where results.md, results.csv and plots go (default: root/report)
            metric: str | None = None, # a metric name, or None for each task's primary metric

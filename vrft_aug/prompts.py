@@ -95,6 +95,7 @@ def _section(d, key, origin, typ=dict):
     if not isinstance(d[key], typ): raise TemplateError(f"{origin}: '{key}' must be a {typ.__name__}, got {type(d[key]).__name__}")
     return d[key]
 
+# %% ../nbs/03a_prompts.ipynb #614ff0b6
 def _parse_templates(d, origin: str) -> PromptTemplates:
     if not isinstance(d, dict): raise TemplateError(f"{origin}: expected a mapping, got {type(d).__name__}")
     system = d.get("system")

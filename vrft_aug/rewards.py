@@ -558,6 +558,7 @@ def _iou_context(bbox, size, model_size, task, coords, i):
                          f"`image` column")
     return gts, size, (_image_size(model_size, None) if model_size is not None else None)
 
+# %% ../nbs/04_rewards.ipynb #3d3a9b91
 def iou_reward(prompts, completions, bbox=None, image_size=None, image=None, images=None, model_image_size=None,
                task=None, **kw) -> list[float | None]:
     "Continuous IoU in [0, 1] of the answer's box(es) with `bbox` (greedy one-to-one, / max(#gt, #pred)); None if n/a."
