@@ -26,14 +26,17 @@ SKIP_NOTE = ("*Not run for this page (`#| {flag}`): `make test` runs it; `python
 
 
 def notebooks() -> tuple[list[Path], list[Path]]:
-    "The lessons (nbs/) and the tutorials, in their numbered order."
-    return sorted((ROOT / "nbs").glob("[0-9]*.ipynb")), sorted((ROOT / "tutorials").glob("[0-9]*.ipynb"))
+    "The lessons (nbs/index.ipynb first, then the numbered ones) and the tutorials, in their numbered order."
+    return ([ROOT / "nbs" / "index.ipynb"] + sorted((ROOT / "nbs").glob("[0-9]*.ipynb")),
+            sorted((ROOT / "tutorials").glob("[0-9]*.ipynb")))
 
 
 def page_name(nb: Path) -> str:
-    "The page nbdev gives a notebook: `10_pipeline.ipynb` -> `pipeline` (nbdev's own rule, so docstring links match)."
+    """The page nbdev gives a notebook: `10_pipeline.ipynb` -> `pipeline` (nbdev's own rule, so docstring links match).
+    `nbs/index.ipynb` becomes `overview`: the site's `index` is the landing page built from README.md."""
     from nbdev.config import nbpath2html
-    return nbpath2html(nb).stem
+    stem = nbpath2html(nb).stem
+    return "overview" if nb.parent.name == "nbs" and stem == "index" else stem
 
 
 def _directives(src: str) -> dict:
@@ -88,7 +91,7 @@ def _defined(src: str) -> list[str]:
     names, cls = [], None
     for line in src.splitlines():
         if m := re.match(r"class\s+(\w+)", line): cls = m.group(1); names.append(cls)
-        elif m := re.match(r"(?:async\s+)?def\s+(\w+)\s*\(\s*self\s*:\s*(\w+)", line): names.append(f"{m.group(2)}.{m.group(1)}")
+        elif m := re.match(r"(?:async\s+)?def\s+(\w+)\s*\(\s*(?:self|cls)\s*:\s*(\w+)", line): names.append(f"{m.group(2)}.{m.group(1)}")
         elif m := re.match(r"(?:async\s+)?def\s+(\w+)", line): cls = None; names.append(m.group(1))
         elif cls and (m := re.match(r"\s+(?:async\s+)?def\s+(\w+)", line)): names.append(f"{cls}.{m.group(1)}")
         elif line and not line[0].isspace() and not line.startswith(("@", "#", ")")): cls = None

@@ -337,7 +337,7 @@ def test_trl_formats_the_prompt_with_qwen_template():
     row = to_trl(synthmed("cells", n=1))[0]
     msgs = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
     text = jinja2.Environment().from_string(tpl[0].read_text()).render(messages=msgs, add_generation_prompt=True)
-    assert text.count("<|image_pad|>") == 1 and "Which of these classes" in text and text.rstrip().endswith("assistant")
+    assert text.count("<|image_pad|>") == 1 and "Which of the following classes" in text and text.rstrip().endswith("assistant")
 
 
 def test_paper_medmnist_is_the_forks_eight():

@@ -52,3 +52,23 @@ def test_multi_node_launch_resolves_per_node():
     assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
     assert args.rdzv_endpoint == "10.0.0.1:29500" and args.deepspeed_multinode_launcher == "standard"
     assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3"
+
+
+def test_report_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    "report() draws on matplotlib Figure objects: a caller's backend (here svg) is the same after it, and the PNGs exist."
+    import json
+    run = tmp_path / "runs" / "vrft" / "synthmed-cells" / "seed0"
+    stage = run / "stages" / "01-grpo"; stage.mkdir(parents=True)
+    (stage / "done.json").write_text(json.dumps({"log_history": [{"rewards/accuracy_reward/mean": v} for v in (0.2, 0.5)]}))
+    (run / "metrics.json").write_text(json.dumps(dict(status="complete", run="vrft/synthmed-cells/seed0", preset="vrft",
+        dataset="synthmed-cells", stages=[str(stage)], metrics=dict(accuracy=0.5, well_formed=1.0,
+        confusion_matrix=[[1, 0, 0], [0, 1, 0]]))))
+    code = ("import matplotlib; matplotlib.use('svg'); from vrft_aug.pipeline import report; "
+            f"out = report({str(tmp_path / 'runs')!r}); print(matplotlib.get_backend()); "
+            "print(sorted(p.name for p in out.glob('*.png')))")
+    env = {k: v for k, v in _env().items() if k != "MPLBACKEND"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    backend, pngs = r.stdout.strip().splitlines()[-2:]
+    assert backend == "svg", f"report() switched the caller's backend to {backend}"
+    assert "confusion_vrft_synthmed-cells_seed0.png" in pngs and "rewards_vrft_synthmed-cells_seed0.png" in pngs, pngs

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from sacrebleu.metrics import BLEU
 
-from vrft_aug.core import normalize_answer, parse_completion
+from vrft_aug.core import answer_block, normalize_answer, parse_completion, well_formed_answer, well_formed_parts
 from vrft_aug import rewards as R
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -33,9 +33,9 @@ def _in_range(vals, lo=0.0, hi=1.0, allow_none=True):
 @given(texts)
 def test_fast_parse_matches_core(t):
     p = parse_completion(t)
-    assert R._parse(t) == (p.think, p.answer, p.well_formed)
+    assert well_formed_parts(t) == ((p.think, p.answer) if p.well_formed else None)
     q = parse_completion(t, think=False)
-    assert R._parse_no_think(t) == (q.answer, q.well_formed)
+    assert well_formed_answer(t) == (q.answer if q.well_formed else None)
 
 @SETTINGS
 @given(st.lists(completions, min_size=1, max_size=4), boxes)
@@ -100,9 +100,9 @@ def test_iou_reward_of_the_true_box_is_one(v):
 
 @SETTINGS
 @given(st.integers(2, 12), st.floats(0.1, 5))
-def test_mfrs_monotone(K, gamma):
+def test_mfrs_monotone(K, mfrs_power):
     for s in R.MFRS_SCHEMES:
-        vals = [R.mfrs_value(d, s, K, gamma) for d in range(K + 2)]
+        vals = [R.mfrs_value(d, s, K, mfrs_power) for d in range(K + 2)]
         assert vals[0] == 1.0 and all(0.0 <= v <= 1.0 for v in vals)
         assert all(b <= a for a, b in zip(vals, vals[1:])), (s, vals)
 
@@ -180,6 +180,6 @@ def test_bleu_words_are_normalised_words(t):
 @SETTINGS
 @given(texts)
 def test_answer_matches_core_when_there_is_one_answer_block(t):
-    a = R._answer(t)
+    a = answer_block(t)
     if t.count("<answer>") == 1 and t.count("</answer>") == 1: assert a == parse_completion(t).answer
     else: assert a is None

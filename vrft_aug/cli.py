@@ -50,6 +50,7 @@ def _overrides(args) -> dict:
         k, v = s.split("=", 1); o[k.strip()] = v
     return o
 
+# %% ../nbs/11_cli.ipynb #e2796247
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vrft-aug", description="VRFT-Aug: GRPO fine-tuning of vision-language models "
                                 "with perception and reasoning augmentation.",
@@ -159,6 +160,7 @@ def cmd_report(args):
     print((out / "results.md").read_text()); print(f"report written to {out}")
     return 0
 
+# %% ../nbs/11_cli.ipynb #834eb6b9
 def cmd_configs(args):
     src = shipped_configs()
     if args.copy:
@@ -193,9 +195,9 @@ def cmd_data(args):
     out.mkdir(parents=True, exist_ok=True)
     print(ds); print("classes:", ds.info.class_names)
     if args.action == "show":
-        import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure   # no pyplot: nothing global changes
         k = min(len(ds), 16)
-        fig, axes = plt.subplots(2, (k + 1) // 2, figsize=(1.6 * ((k + 1) // 2), 3.6), squeeze=False)
+        fig = Figure(figsize=(1.6 * ((k + 1) // 2), 3.6)); axes = fig.subplots(2, (k + 1) // 2, squeeze=False)
         for ax, i in zip(axes.flat, range(k)):
             s = ds[i]; ax.imshow(s.image); ax.set_axis_off()
             ax.set_title(str(s.answer) if s.task != "localization" else "box", fontsize=6)
@@ -207,6 +209,7 @@ def cmd_data(args):
         print(f"TRL dataset ({len(ds)} rows, prompt {args.prompt!r}) saved to {out}")
     return 0
 
+# %% ../nbs/11_cli.ipynb #ceadcad0
 def cmd_demo(args):
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -217,6 +220,7 @@ def cmd_demo(args):
     print(f"demo finished in {time.perf_counter() - t0:.0f}s; runs in {out}/, report (results.md, results.csv, plots) in {rep}/")
     return 0
 
+# %% ../nbs/11_cli.ipynb #3ee10107
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grid": cmd_grid, "report": cmd_report, "configs": cmd_configs,
             "build-tiny": cmd_build_tiny, "data": cmd_data, "demo": cmd_demo}
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['THINK_OPEN', 'THINK_CLOSE', 'ANSWER_OPEN', 'ANSWER_CLOSE', 'PROTOCOL_TAGS', 'PROTOCOLS', 'Parsed', 'completion_text',
-           'parse_completion', 'boxed_contents', 'boxed_answer', 'normalize_answer']
+           'parse_completion', 'boxed_contents', 'boxed_answer', 'well_formed_parts', 'well_formed_answer',
+           'answer_block', 'normalize_answer']
 
 # %% ../nbs/00_core.ipynb #7e6c8909
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -113,6 +114,37 @@ def _parse_boxed(text: str, think: bool) -> Parsed:
         ok = bool(m) and THINK_OPEN not in m.group(2) and THINK_CLOSE not in m.group(2) and bool(boxed_contents(m.group(2)))
         return Parsed(m.group(1).strip() if m else th, ans, ok and bool(ans))
     return Parsed(th, ans, THINK_OPEN not in text and THINK_CLOSE not in text and bool(ans))
+
+# %% ../nbs/00_core.ipynb #b94cf6ec
+def well_formed_parts(text: str) -> tuple[str, str] | None:
+    "(think, answer), stripped, when `parse_completion(text).well_formed`, else None; string methods only."
+    if (text.count("<think>") == 1 and text.count("</think>") == 1
+            and text.count("<answer>") == 1 and text.count("</answer>") == 1):
+        i, j = text.find("<think>"), text.find("</think>")
+        k, l = text.find("<answer>"), text.find("</answer>")
+        if (i < j < k < l and (i == 0 or text[:i].isspace()) and (k == j + 8 or text[j + 8:k].isspace())
+                and (l + 9 == len(text) or text[l + 9:].isspace())):
+            return text[i + 7:j].strip(), text[k + 8:l].strip()
+    return None  # a well-formed text has exactly one of each tag (bodies may hold no tag), in this order
+
+def well_formed_answer(text: str) -> str | None:
+    "The stripped answer when `parse_completion(text, think=False).well_formed`, else None."
+    if ("<think>" not in text and "</think>" not in text
+            and text.count("<answer>") == 1 and text.count("</answer>") == 1):
+        k, l = text.find("<answer>"), text.find("</answer>")
+        if k < l and (k == 0 or text[:k].isspace()) and (l + 9 == len(text) or text[l + 9:].isspace()):
+            return text[k + 8:l].strip()
+    return None
+
+def answer_block(text: str) -> str | None:
+    "The answer of a completion with exactly one answer block (well formed or not), else None."
+    if text.count("<answer>") != 1 or text.count("</answer>") != 1: return None
+    k, l = text.find("<answer>"), text.find("</answer>")
+    if l < k: return None
+    body = text[k + 8:l]
+    # the same body parse_completion would extract: no protocol tag inside
+    if "<" in body and ("<think>" in body or "</think>" in body): return None
+    return body.strip()
 
 # %% ../nbs/00_core.ipynb #c738f266
 _PUNCT_RE = re.compile(r"[^\w\s]", re.UNICODE)

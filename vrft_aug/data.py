@@ -19,14 +19,13 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from .core import THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE
-
 # %% auto #0
-__all__ = ['TASKS', 'FITS', 'SYNTHMED_TASKS', 'SYNTHMED_SPLITS', 'SYNTHMED_DEFAULT_N', 'CELL_BACKGROUND', 'CELL_RBC',
-           'CELL_SPECS', 'CELL_SIZE_JITTER', 'FUNDUS_GRADES', 'FUNDUS', 'LESION', 'MEDMNIST_INFO', 'MEDMNIST_SIZES',
-           'PAPER_MEDMNIST', 'MEDMNIST_SPLITS', 'IMAGE_EXTENSIONS', 'Sample', 'DatasetInfo', 'MedDataset', 'to_rgb',
-           'knowledge_path', 'synthmed_knowledge', 'synthmed_info', 'synthmed', 'medmnist_root', 'medmnist_filename',
-           'medmnist', 'write_fake_medmnist', 'from_hf', 'from_image_folder', 'plain_prompt', 'to_trl']
+__all__ = ['TASKS', 'FITS', 'SYNTHMED_TASKS', 'SYNTHMED_SPLITS', 'SYNTHMED_DEFAULT_N', 'SYNTHMED_TASK_TYPES', 'CELL_BACKGROUND',
+           'CELL_RBC', 'CELL_SPECS', 'CELL_SIZE_JITTER', 'FUNDUS_GRADES', 'FUNDUS', 'LESION', 'MEDMNIST_INFO',
+           'MEDMNIST_SIZES', 'PAPER_MEDMNIST', 'MEDMNIST_SPLITS', 'IMAGE_EXTENSIONS', 'Sample', 'DatasetInfo',
+           'MedDataset', 'to_rgb', 'knowledge_path', 'synthmed_knowledge', 'synthmed_info', 'synthmed', 'medmnist_root',
+           'medmnist_filename', 'medmnist', 'write_fake_medmnist', 'from_hf', 'from_image_folder', 'plain_prompt',
+           'to_trl']
 
 # %% ../nbs/01_data.ipynb #03465a5a
 TASKS = ("classification", "binary", "grading", "multilabel", "localization")
@@ -110,6 +109,7 @@ def _array_to_pil(a: np.ndarray) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(a))
     raise ValueError(f"to_rgb: array of shape {a.shape} is not an image (expected H x W, H x W x 1, 3 or 4)")
 
+# %% ../nbs/01_data.ipynb #1f36b567
 def _fit_geometry(w: int, h: int, size: int, fit: str):
     "For a w x h image fitted into size x size: (crop box or None, resized (w, h), paste offset, scale x, scale y, offset x, offset y)."
     if fit == "stretch": return None, (size, size), (0, 0), size / w, size / h, 0.0, 0.0
@@ -124,6 +124,7 @@ def _fit_geometry(w: int, h: int, size: int, fit: str):
         return None, (nw, nh), (ox, oy), nw / w, nh / h, float(ox), float(oy)
     raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
 
+# %% ../nbs/01_data.ipynb #fc5d3186
 def to_rgb(img,                   # PIL image (any mode) or numpy array
            size=None,             # output side (int) for a square image; None keeps the size
            fit: str = "pad",      # "pad" (letterbox, default), "crop" (centre square) or "stretch"
@@ -159,7 +160,7 @@ def to_rgb(img,                   # PIL image (any mode) or numpy array
 SYNTHMED_TASKS = ("cells", "fundus", "lesion")
 SYNTHMED_SPLITS = ("train", "val", "test")
 SYNTHMED_DEFAULT_N = {"train": 2000, "val": 200, "test": 500}
-_SYNTHMED_TASK_TYPE = {"cells": "classification", "fundus": "grading", "lesion": "localization"}
+SYNTHMED_TASK_TYPES = {"cells": "classification", "fundus": "grading", "lesion": "localization"}  # SynthMed task -> task type (the one map)
 
 def knowledge_path(name: str):
     "The packaged knowledge file `vrft_aug/knowledge/<name>.yaml` (an importlib.resources Traversable)."
@@ -172,7 +173,7 @@ def _synthmed_knowledge(task: str) -> dict:
     kb = yaml.safe_load(p.read_text(encoding="utf-8"))
     for key in ("dataset", "modality", "description", "task", "classes"):
         if key not in kb: raise ValueError(f"{p}: missing key {key!r}")
-    if kb["task"] != _SYNTHMED_TASK_TYPE[task]: raise ValueError(f"{p}: task {kb['task']!r}, the generator's is {_SYNTHMED_TASK_TYPE[task]!r}")
+    if kb["task"] != SYNTHMED_TASK_TYPES[task]: raise ValueError(f"{p}: task {kb['task']!r}, the generator's is {SYNTHMED_TASK_TYPES[task]!r}")
     for i, c in enumerate(kb["classes"]):
         for key in ("name", "display", "aliases", "description"):
             if key not in c: raise ValueError(f"{p}: classes[{i}] has no {key!r}")
@@ -444,6 +445,7 @@ PAPER_MEDMNIST = ("bloodmnist", "breastmnist", "dermamnist", "octmnist", "organa
                   "tissuemnist")
 MEDMNIST_SPLITS = ("train", "val", "test")
 
+# %% ../nbs/01_data.ipynb #783c6cff
 def medmnist_root(root=None) -> Path:
     "Folder of the MedMNIST files: `root`, else $VRFT_MEDMNIST_ROOT, else ~/.medmnist."
     return Path(root or os.environ.get("VRFT_MEDMNIST_ROOT") or Path.home() / ".medmnist").expanduser()
@@ -461,6 +463,7 @@ def _medmnist_download(flag: str, size, root: Path) -> bool:
     cls(split="test", download=True, root=str(root), size=None if size in (None, 28) else size)
     return True
 
+# %% ../nbs/01_data.ipynb #2963fe15
 def _read_npz(path: Path, flag: str, split: str, size: int) -> tuple:
     "Read and check `{split}_images` / `{split}_labels` of one MedMNIST file."
     info = MEDMNIST_INFO[flag]; K = len(info.class_names)
@@ -490,6 +493,7 @@ def _read_npz(path: Path, flag: str, split: str, size: int) -> tuple:
         raise ValueError(f"{path}: {split}_labels contains {bad}, expected values in 0..{hi} for {flag}")
     return x, y
 
+# %% ../nbs/01_data.ipynb #93f25db6
 def medmnist(flag: str,                     # one of MEDMNIST_INFO, e.g. "pathmnist"
              split: str = "train",          # "train", "val" or "test"
              root=None,                     # folder with the .npz files; default $VRFT_MEDMNIST_ROOT or ~/.medmnist
@@ -562,6 +566,7 @@ def _open_image(value, where: str) -> Image.Image:
     except (OSError, ValueError, TypeError, UnidentifiedImageError, SyntaxError) as e:
         raise ValueError(f"cannot read image {where}: {type(e).__name__}: {e}") from None
 
+# %% ../nbs/01_data.ipynb #0f43086f
 def _check_labels(labels, class_names, task, where) -> list:
     K, out = len(class_names), []
     for i, y in enumerate(labels):
@@ -574,6 +579,7 @@ def _check_labels(labels, class_names, task, where) -> list:
         out.append(int(y))
     return out
 
+# %% ../nbs/01_data.ipynb #e80cef0c
 def _make_sample(img, y, info: DatasetInfo, split, i, image_size, fit, bbox=None, meta=None) -> Sample:
     "Fit img to image_size, map bbox through the same geometry, fill grade fields."
     img = to_rgb(img)
@@ -587,6 +593,7 @@ def _make_sample(img, y, info: DatasetInfo, split, i, image_size, fit, bbox=None
     return Sample(img, y, info.name, info.task, list(info.class_names), bbox=bbox, grade=y if g else None,
                   num_grades=len(info.class_names) if g else None, id=f"{info.name}/{split}/{i}", meta=meta or {})
 
+# %% ../nbs/01_data.ipynb #cb3671d4
 def from_hf(dataset,                          # a datasets.Dataset / DatasetDict, or a folder saved with save_to_disk
             image_column: str = "image",      # column holding the images
             label_column: str | None = "label",  # column holding class indices (0/1 lists for multilabel); None for boxes only
@@ -651,6 +658,7 @@ def from_hf(dataset,                          # a datasets.Dataset / DatasetDict
                             dict(index=i, **({"file": path} if path else {})))
     return MedDataset(info, split, labels, get)
 
+# %% ../nbs/01_data.ipynb #e7c02923
 def _natural_key(s: str): return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
 def from_image_folder(root,                                 # folder with one sub-folder per class
@@ -689,22 +697,10 @@ def from_image_folder(root,                                 # folder with one su
     return MedDataset(info, split, labels, get)
 
 # %% ../nbs/01_data.ipynb #b1a80131
-def _question(sample: Sample) -> str:
-    names = ", ".join(sample.class_names)
-    if sample.task == "localization":
-        w, h = sample.image.size
-        return (f"Find the {sample.class_names[0]} in this {w}x{h} image and give its bounding box as "
-                f"[x1, y1, x2, y2] in pixels.")
-    if sample.task == "multilabel":
-        return f"Which of these findings are present in the image: {names}? List every present finding, separated by commas, or answer none."
-    if sample.task == "grading": return f"Which grade does the image show? Choose one of: {names}."
-    return f"Which of these classes does the image show: {names}?"
-
 def plain_prompt(sample: Sample) -> list[dict]:
-    "Default prompt: image + question + output protocol, no knowledge."
-    text = (f"{_question(sample)} First think it through inside {THINK_OPEN} {THINK_CLOSE}, "
-            f"then give only the answer inside {ANSWER_OPEN} {ANSWER_CLOSE}.")
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    "The `plain` prompt variant (V-RFT's: question, options, protocol; no knowledge) as chat messages."
+    from vrft_aug.prompts import build_prompt  # its one home, the template file, is read by the prompts module
+    return build_prompt(sample, "plain").messages
 
 def to_trl(ds: Sequence,                    # a MedDataset (or any sequence of Sample)
            prompt_fn: Callable = plain_prompt,  # sample -> messages, or (messages, knowledge_text)

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix,
 
 from .core import parse_completion
 from .data import plain_prompt
+from .prompts import processed_image_size
 from .rewards import ClassMatcher, option_letters_from_prompt, parse_boxes, parse_grade, box_iou, accuracy_reward
 from .tiny import generate
 
@@ -101,13 +102,6 @@ class EvalResult:
 
 def _messages(p): return p[0] if isinstance(p, tuple) else p
 
-def _model_size(processor, image) -> tuple[int, int]:
-    "(width, height) of `image` after the processor's resize (grid of 14-px patches)."
-    ip = processor.image_processor
-    out = ip(images=[image], return_tensors="np")
-    _, gh, gw = (int(v) for v in out["image_grid_thw"][0])
-    return gw * ip.patch_size, gh * ip.patch_size
-
 def evaluate(model, processor,            # a Qwen2.5-VL-style policy and its processor
              dataset: Sequence,           # a MedDataset (or any sequence of Sample), e.g. a test split
              prompt_fn: Callable = plain_prompt, # sample -> messages or (messages, knowledge)
@@ -136,7 +130,7 @@ def evaluate(model, processor,            # a Qwen2.5-VL-style policy and its pr
             outs = generate(model, processor, [s.image for s in batch], msgs, max_new_tokens=max_new_tokens)
             for s, m, o in zip(batch, msgs, outs):
                 if s.task != task: raise ValueError(f"evaluate: sample {s.id} has task {s.task!r}, the split is {task!r}")
-                size = _model_size(processor, s.image) if task == "localization" else None
+                size = processed_image_size(processor, s.image) if task == "localization" else None
                 records.append(score_completion(s, o, m, aliases=aliases, model_size=size, think=think,
                                                 length=len(tok(o, add_special_tokens=False)["input_ids"]), protocol=protocol))
             bar.update(len(batch))

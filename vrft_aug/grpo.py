@@ -93,12 +93,12 @@ def clipped_surrogate(ratio: torch.Tensor,     # (B, C) or (B, 1) importance rat
                       advantages: torch.Tensor,# (B,) or (B, 1) advantages, one per completion
                       eps_low: float = 0.2,    # lower clip: rho >= 1 - eps_low
                       eps_high: float = 0.2,   # upper clip: rho <= 1 + eps_high (clip-higher when > eps_low)
-                      delta: float | None = None, # optional cap on rho in the unclipped branch (two-sided clipping)
+                      ratio_cap: float | None = None, # TRL's `delta`: cap on rho in the unclipped branch (two-sided clipping)
                      ) -> torch.Tensor:
     "Per-token PPO loss $-\\min(\\rho A, \\mathrm{clip}(\\rho, 1-\\varepsilon_{low}, 1+\\varepsilon_{high}) A)$."
     A = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
-    if delta is not None: ratio = torch.clamp(ratio, max=delta)
+    if ratio_cap is not None: ratio = torch.clamp(ratio, max=ratio_cap)
     return -torch.min(ratio * A, clipped * A)
 
 # %% ../nbs/05_grpo.ipynb #c0b4a430
@@ -149,7 +149,7 @@ def grpo_loss(logps: torch.Tensor,              # (B, C) log pi_theta of the com
               eps_high: float = 0.2,            # upper clip range
               loss_type: str = "dapo",          # aggregation, one of LOSS_TYPES
               importance_sampling_level: str = "token", # "token" (GRPO) or "sequence" (GSPO)
-              delta: float | None = None,       # two-sided clipping cap on rho
+              ratio_cap: float | None = None,   # two-sided clipping cap on rho (TRL's `delta`)
               kl_ratio_correction: bool = True, # multiply the KL by rho (TRL's use_bias_correction_kl)
               max_completion_length: int | None = None, # L_max for dr_grpo
               num_items: float | torch.Tensor | None = None, # N for dapo (default: active tokens in mask)
@@ -157,7 +157,7 @@ def grpo_loss(logps: torch.Tensor,              # (B, C) log pi_theta of the com
     "The GRPO objective from scratch: ratio -> clipped surrogate (+ beta * k3 KL) -> aggregation."
     old_logps = logps.detach() if old_logps is None else old_logps
     rho = importance_ratio(logps, old_logps, mask, importance_sampling_level)
-    per_token = clipped_surrogate(rho, advantages, eps_low, eps_high, delta)
+    per_token = clipped_surrogate(rho, advantages, eps_low, eps_high, ratio_cap)
     if beta != 0.0:
         if ref_logps is None: raise ValueError(f"beta={beta} needs ref_logps (the reference policy's log-probs)")
         kl = k3_kl(logps, ref_logps)
@@ -194,7 +194,7 @@ def grpo_loss_from_inputs(model,                 # the policy (TRL's patched mod
     loss = grpo_loss(logps, inputs["advantages"], mask, old_logps=inputs.get("old_per_token_logps"),
                      ref_logps=inputs.get("ref_per_token_logps"), beta=args.beta, eps_low=args.epsilon,
                      eps_high=eps_high, loss_type=args.loss_type,
-                     importance_sampling_level=args.importance_sampling_level, delta=args.delta,
+                     importance_sampling_level=args.importance_sampling_level, ratio_cap=args.delta,
                      kl_ratio_correction=args.use_bias_correction_kl,
                      max_completion_length=args.max_completion_length, num_items=num_items)
     return loss if args.loss_type == "dapo" else loss / ga

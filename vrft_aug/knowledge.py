@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import yaml
+from fastcore.basics import patch
 
 from .core import normalize_answer
 from .data import TASKS
@@ -108,6 +109,7 @@ def _check_kb(kb: KnowledgeBase):
                                  "every class needs its own text")
         seen_desc[d] = c.name
 
+# %% ../nbs/03_knowledge.ipynb #1469e4a2
 def _req_str(d: dict, key: str, where: str, required: bool = True) -> str | None:
     v = d.get(key)
     if v is None:
@@ -123,7 +125,9 @@ def _check_keys(d: dict, allowed: dict, where: str):
     unknown = [k for k in d if k not in allowed]
     if unknown: raise KnowledgeError(f"{where}: unknown key(s) {unknown}; allowed keys are {list(allowed)}")
 
-def _from_dict(cls, d, origin: str = "<dict>") -> KnowledgeBase:
+# %% ../nbs/03_knowledge.ipynb #d5af7cfb
+@patch(cls_method=True)
+def from_dict(cls: KnowledgeBase, d, origin: str = "<dict>") -> KnowledgeBase:
     "Build a validated `KnowledgeBase` from parsed YAML/JSON (`d`); errors name `origin` and the entry."
     if not isinstance(d, dict):
         raise KnowledgeError(f"{origin}: expected a mapping with keys {list(_TOP_KEYS)}, got {type(d).__name__}")
@@ -153,8 +157,6 @@ def _from_dict(cls, d, origin: str = "<dict>") -> KnowledgeBase:
         classes.append(ClassKnowledge(name, display, tuple(_squash(a) for a in aliases), desc))
     return cls(top["dataset"], top["modality"], top["description"], top["task"], tuple(classes),
                source=top["source"] or "", origin=origin)
-
-KnowledgeBase.from_dict = classmethod(_from_dict)
 
 # %% ../nbs/03_knowledge.ipynb #66bc85b4
 def _knowledge_dir():
@@ -201,7 +203,8 @@ def load_knowledge(name_or_path,               # dataset name of a shipped file,
     return check_classes(kb, class_names) if class_names is not None else kb
 
 # %% ../nbs/03_knowledge.ipynb #84bdab2b
-def _aliases(self) -> dict[str, list[str]]:
+@patch
+def aliases(self: KnowledgeBase) -> dict[str, list[str]]:
     "Class name -> other accepted names (display name and aliases, deduplicated after `normalize_answer`)."
     out = {}
     for c in self.classes:
@@ -210,8 +213,6 @@ def _aliases(self) -> dict[str, list[str]]:
             if (k := normalize_answer(a)) not in seen: seen.add(k); names.append(a)
         out[c.name] = names
     return out
-
-KnowledgeBase.aliases = _aliases
 
 # %% ../nbs/03_knowledge.ipynb #5fc05052
 DEFAULT_HEADER = "Images: {modality}.\n{description}\nWhat each class looks like:"
@@ -236,7 +237,8 @@ def cut_to_budget(text: str, budget: int, tokenizer=None) -> str:
         else: hi = k - 1
     return " ".join(words[:lo])
 
-def _cuts(self, budget: int | None, tokenizer=None, classes=None) -> dict[str, tuple[int, int]]:
+@patch
+def cuts(self: KnowledgeBase, budget: int | None, tokenizer=None, classes=None) -> dict[str, tuple[int, int]]:
     "Class name -> (length before, length after) for every description `budget` cuts (words, or tokens)."
     if budget is None: return {}
     out = {}
@@ -246,7 +248,8 @@ def _cuts(self, budget: int | None, tokenizer=None, classes=None) -> dict[str, t
         if cut != d: out[name] = (count_tokens(d, tokenizer), count_tokens(cut, tokenizer))
     return out
 
-def _block(self,
+@patch
+def block(self: KnowledgeBase,
            classes=None,                   # class names to include, in this order (default: all, in label order)
            budget: int | None = None,      # at most this many words (tokens with `tokenizer`) per description
            tokenizer=None,                 # count the budget in this tokenizer's tokens instead of words
@@ -256,7 +259,7 @@ def _block(self,
     "The knowledge block injected into a prompt: a header and one line per class."
     names = list(classes) if classes is not None else self.class_names
     unit = "tokens" if tokenizer is not None else "words"
-    for name, (n0, n1) in _cuts(self, budget, tokenizer, names).items():
+    for name, (n0, n1) in self.cuts(budget, tokenizer, names).items():
         _logger.warning(f"knowledge {self.dataset}/{name}: description cut from {n0} to {n1} {unit} (budget {budget})")
     lines = [] if header is None else [header.format(dataset=self.dataset, modality=self.modality,
                                                      description=self.description)]
@@ -265,8 +268,6 @@ def _block(self,
         desc = c.description if budget is None else cut_to_budget(c.description, budget, tokenizer)
         lines.append(line.format(name=c.name, display=c.display, description=desc, index=i, letter=chr(65 + i)))
     return "\n".join(lines)
-
-KnowledgeBase.cuts, KnowledgeBase.block = _cuts, _block
 
 # %% ../nbs/03_knowledge.ipynb #541d09a4
 def derangement(n: int, seed: int = 0) -> list[int]:
@@ -278,7 +279,8 @@ def derangement(n: int, seed: int = 0) -> list[int]:
         p[i], p[j] = p[j], p[i]
     return p
 
-def _shuffled(self, seed: int = 0) -> KnowledgeBase:
+@patch
+def shuffled(self: KnowledgeBase, seed: int = 0) -> KnowledgeBase:
     "A control knowledge base in which class i carries the description of class `derangement(n, seed)[i]`."
     if len(self.classes) < 2:
         raise KnowledgeError(f"{self.origin}: {self.dataset} has one class, so descriptions cannot be shuffled across classes")
@@ -286,10 +288,9 @@ def _shuffled(self, seed: int = 0) -> KnowledgeBase:
     classes = tuple(replace(c, description=self.classes[p[i]].description) for i, c in enumerate(self.classes))
     return replace(self, classes=classes, shuffle_seed=seed)
 
-KnowledgeBase.shuffled = _shuffled
-
 # %% ../nbs/03_knowledge.ipynb #84f74a71
-def _to_dict(self) -> dict:
+@patch
+def to_dict(self: KnowledgeBase) -> dict:
     "The knowledge base as a plain dict in the file format."
     d = dict(dataset=self.dataset, modality=self.modality, description=self.description, task=self.task)
     if self.source: d["source"] = self.source
@@ -297,13 +298,12 @@ def _to_dict(self) -> dict:
                     for c in self.classes]
     return d
 
-def _to_yaml(self, path=None) -> str:
+@patch
+def to_yaml(self: KnowledgeBase, path=None) -> str:
     "YAML text in the file format; also written to `path` when given."
     text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
     if path is not None: Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text(text, encoding="utf-8")
     return text
-
-KnowledgeBase.to_dict, KnowledgeBase.to_yaml = _to_dict, _to_yaml
 
 # %% ../nbs/03_knowledge.ipynb #d9b3c522
 GENERATION_SYSTEM = "You are an expert in medical imaging who writes short, precise visual descriptions."
@@ -321,6 +321,7 @@ def _chat_url(url: str) -> str:
     if u.endswith("/chat/completions"): return u
     return u + ("/chat/completions" if u.endswith("/v1") else "/v1/chat/completions")
 
+# %% ../nbs/03_knowledge.ipynb #3c2f0f27
 def endpoint_chat(url: str,                 # base URL of an OpenAI-compatible server, e.g. "http://127.0.0.1:8000"
                   model_id: str,            # the model name the server expects
                   api_key: str | None = None, # sent as a bearer token when given
@@ -348,6 +349,7 @@ def endpoint_chat(url: str,                 # base URL of an OpenAI-compatible s
                                f"got {raw[:300]!r}") from None
     return chat
 
+# %% ../nbs/03_knowledge.ipynb #b71c16b3
 def local_chat(model, tokenizer,            # a transformers model and its tokenizer or processor
                max_new_tokens: int = 160, **generate_kwargs) -> Callable[[list], str]:
     "A `messages -> reply text` function for a local transformers model (greedy unless `generate_kwargs` say otherwise)."
@@ -370,6 +372,7 @@ def _load_local(path):
         return AutoModelForImageTextToText.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
+# %% ../nbs/03_knowledge.ipynb #35e50798
 def _info_fields(info) -> dict:
     "name, task, class_names, description, modality from a DatasetInfo, a KnowledgeBase or a dict."
     get = (lambda k: info.get(k)) if isinstance(info, dict) else (lambda k: getattr(info, k, None))

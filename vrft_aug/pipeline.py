@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .data import synthmed, medmnist, MEDMNIST_INFO, SYNTHMED_TASKS, from_image_folder
+from .data import synthmed, medmnist, MEDMNIST_INFO, SYNTHMED_TASKS, SYNTHMED_TASK_TYPES, from_image_folder
+from .grpo import LOSS_TYPES
 from .knowledge import load_knowledge
 from .prompts import make_prompt_fn, VARIANTS
 from .rewards import REWARD_FACTORIES
@@ -53,11 +54,12 @@ class StageConfig:
     max_completion_length: int | None = None  # GRPO: longest completion
     temperature: float | None = None      # GRPO sampling temperature
     beta: float | None = None             # KL coefficient (0: no reference model)
-    loss_type: str | None = None          # "grpo", "bnpo", "dr_grpo" or "dapo"
+    loss_type: str | None = None          # one of grpo.LOSS_TYPES ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
     use_vllm: Any = None                  # True / False / "auto" (on when vLLM is installed)
     weight_decay: float | None = None     # AdamW weight decay (None: TRL's default, 0)
     gradient_accumulation_steps: int | None = None  # optimiser step every this many device batches (None: 1)
 
+# %% ../nbs/10_pipeline.ipynb #facb84cb
 @dataclass
 class RunConfig:
     "Everything that determines a run. Field comments are the CLI's help text."
@@ -156,12 +158,13 @@ def _set_path(d: dict, path: str, value):
         cur[idx] = value
     else: cur[last] = value
 
+# %% ../nbs/10_pipeline.ipynb #0ef4f8a7
 def dataset_task(name: str) -> str:
     "The task type of a dataset name (without loading it)."
     if name.startswith("synthmed-"):
         t = name.removeprefix("synthmed-")
         if t not in SYNTHMED_TASKS: raise ValueError(f"dataset {name!r}: SynthMed tasks are {['synthmed-' + x for x in SYNTHMED_TASKS]}")
-        return {"cells": "classification", "fundus": "grading", "lesion": "localization"}[t]
+        return SYNTHMED_TASK_TYPES[t]
     if name in MEDMNIST_INFO: return MEDMNIST_INFO[name].task
     if Path(name).is_dir(): return "classification"
     raise ValueError(f"dataset {name!r}: expected synthmed-cells/-fundus/-lesion, a MedMNIST flag "
@@ -199,6 +202,7 @@ def stage_rewards(cfg: RunConfig, st: StageConfig) -> dict:
             rewards[name] = {**r, "kwargs": {**(r.get("kwargs") or {}), "protocol": cfg.protocol}}
     return rewards
 
+# %% ../nbs/10_pipeline.ipynb #3b9fa7f3
 def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
     where = f"stages.{i}"
     if st.kind not in STAGE_KINDS: raise ValueError(f"{where}.kind={st.kind!r}: expected one of {STAGE_KINDS}")
@@ -218,8 +222,8 @@ def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
     G, B = st.num_generations, st.batch_size
     if G is None or G < 2: raise ValueError(f"{where}.num_generations={G!r}: GRPO needs at least 2 completions per prompt")
     if B % G: raise ValueError(f"{where}: batch_size={B} completions is not divisible by num_generations={G}")
-    if st.loss_type not in ("grpo", "bnpo", "dr_grpo", "dapo"):
-        raise ValueError(f"{where}.loss_type={st.loss_type!r}: expected grpo, bnpo, dr_grpo or dapo")
+    if st.loss_type not in LOSS_TYPES:
+        raise ValueError(f"{where}.loss_type={st.loss_type!r}: expected one of {LOSS_TYPES}")
     if st.beta is None or st.beta < 0: raise ValueError(f"{where}.beta={st.beta!r}: must be >= 0")
     rewards = stage_rewards(cfg, st)
     if not rewards: raise ValueError(f"{where}.rewards: a GRPO stage needs at least one reward term")
@@ -260,6 +264,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     for i, st in enumerate(cfg.stages): _check_stage(cfg, i, st)
     return cfg
 
+# %% ../nbs/10_pipeline.ipynb #5b7f9618
 def resolve_config(preset: str = "vrft",     # a preset name, or a path to a preset YAML file
                    scale: str = "cpu",       # "cpu" or "gpu": which scale file to start from
                    overrides: dict | None = None, # field -> value; dotted paths reach into stages (stages.1.steps)
@@ -338,9 +343,9 @@ def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
 TINY_BASE = "tiny-base"
 
 def tiny_base_dir() -> Path:
-    "The committed perception-pretrained tiny base (see the pretrain notebook)."
-    from importlib import resources
-    return Path(str(resources.files("vrft_aug") / "assets" / "tiny_base"))
+    "The committed perception-pretrained tiny base: `pretrain.tiny_base_path`, its one home."
+    from vrft_aug.pretrain import tiny_base_path   # imported when asked: pretrain loads transformers
+    return tiny_base_path()
 
 def _model_folder(m: str) -> str:
     "`m` checked as a model folder: it exists, is a folder, and holds a readable config.json (what save_pretrained writes)."
@@ -463,6 +468,7 @@ def resume_caveats(cfg: RunConfig, st: StageConfig) -> list[str]:
         out.append("vLLM's sampler state is not saved in a checkpoint: completions sampled after the resume differ")
     return out
 
+# %% ../nbs/10_pipeline.ipynb #27b86b83
 def _load_weights(model, ckpt: Path):
     "Every weight of a full checkpoint into `model`, names mapped as `from_pretrained` maps them; a missing one is an error."
     loaded = type(model).from_pretrained(str(ckpt), dtype=next(model.parameters()).dtype)
@@ -500,6 +506,7 @@ def _resumable(cls):
         _RESUMABLE[cls] = Resumable
     return _RESUMABLE[cls]
 
+# %% ../nbs/10_pipeline.ipynb #baabe4d4
 def _peft(cfg: RunConfig):
     if not cfg.lora: return None
     from peft import LoraConfig
@@ -521,6 +528,7 @@ def _common_args(cfg: RunConfig, st: StageConfig, out: Path) -> dict:
                 dataloader_num_workers=0,
                 **{k: getattr(st, k) for k in ("weight_decay", "gradient_accumulation_steps") if getattr(st, k) is not None})
 
+# %% ../nbs/10_pipeline.ipynb #19bdc962
 def _train_dataset(cfg: RunConfig, st: StageConfig, processor):
     from vrft_aug.imitation import add_demonstrations
     name = _stage_dataset(cfg, st)
@@ -550,6 +558,7 @@ def _check_sft_length(train, processor, max_length: int, where: str, k: int = 8)
         raise ValueError(f"{where}.max_length={max_length} is shorter than prompt + demonstration ({longest} tokens, "
                          f"image tokens included): the demonstration would be truncated away; raise it")
 
+# %% ../nbs/10_pipeline.ipynb #e6bb36f7
 def _run_sft(cfg, st, model_path, processor, out: Path, resume):
     from trl import SFTConfig, SFTTrainer
     from vrft_aug.imitation import sft_dataset
@@ -573,6 +582,7 @@ def _run_grpo(cfg, st, model_path, processor, out: Path, resume):
                                       peft_config=_peft(cfg))
     return _train(trainer, resume)
 
+# %% ../nbs/10_pipeline.ipynb #00226095
 def load_processor(model_path: str):
     "The model's processor; fails loudly when AutoProcessor falls back to a bare tokenizer."
     from transformers import AutoProcessor, ProcessorMixin
@@ -640,6 +650,7 @@ def evaluate_model(cfg: RunConfig, model_path: str, progress: bool = True) -> di
                    aliases=kb.aliases() if kb else None, think=variant != "no-think", progress=progress)
     return dict(metrics=res.metrics, seconds=round(res.seconds, 1), examples=[r["completion"] for r in res.records[:5]])
 
+# %% ../nbs/10_pipeline.ipynb #15aaa291
 def run(cfg: RunConfig,               # a resolved config (see `resolve_config`)
         overwrite: bool = False,      # replace an existing run folder
         resume: bool = False,         # continue an interrupted run
@@ -703,6 +714,7 @@ def grid(presets: list[str], datasets: list[str], seeds: list[int], scale: str =
                 out.append(res)
     return out
 
+# %% ../nbs/10_pipeline.ipynb #8f8ae16c
 def collect_runs(root) -> list[dict]:
     "Every complete run's metrics.json under `root`."
     runs = []
@@ -731,13 +743,13 @@ def results_table(runs: list[dict], metric: str | None = None, preset_order=None
         mean.loc[p, d] = v.mean()
     return text.fillna("–"), mean
 
+# %% ../nbs/10_pipeline.ipynb #44ccf6f4
 def report(root,                      # folder with runs (searched recursively for metrics.json)
            out=None,                  # where results.md, results.csv and plots go (default: root/report)
            metric: str | None = None, # a metric name, or None for each task's primary metric
           ) -> Path:
     "Write results.md / results.csv (paper layout) and PNG plots (reward curves, confusion matrices)."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # not pyplot: the caller's backend and open figures are left alone
     root = Path(root); out = Path(out) if out else root / "report"; out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(root)
     if not runs: raise FileNotFoundError(f"no complete run (metrics.json with status complete) under {root}")
@@ -753,10 +765,10 @@ def report(root,                      # folder with runs (searched recursively f
         tag = r["run"].replace("/", "_")
         cm = r["metrics"].get("confusion_matrix")
         if cm:
-            fig, ax = plt.subplots(figsize=(4, 3.5))
+            fig = Figure(figsize=(4, 3.5)); ax = fig.subplots()
             ax.imshow(np.asarray(cm), cmap="Blues")
             ax.set_xlabel("predicted (last column: no valid answer)"); ax.set_ylabel("true"); ax.set_title(r["run"], fontsize=8)
-            fig.tight_layout(); fig.savefig(out / f"confusion_{tag}.png", dpi=80); plt.close(fig)
+            fig.tight_layout(); fig.savefig(out / f"confusion_{tag}.png", dpi=80)
         curves = {}
         for s in r.get("stages", []):
             done = Path(s) / "done.json"
@@ -765,8 +777,8 @@ def report(root,                      # folder with runs (searched recursively f
                 for k, v in h.items():
                     if k.startswith("rewards/") and k.endswith("/mean"): curves.setdefault((Path(s).name, k), []).append(v)
         if curves:
-            fig, ax = plt.subplots(figsize=(5, 3))
+            fig = Figure(figsize=(5, 3)); ax = fig.subplots()
             for (stage, k), v in curves.items(): ax.plot(v, label=f"{stage.split('-')[0]}:{k.split('/')[1]}")
             ax.set_xlabel("step"); ax.set_ylabel("reward (mean)"); ax.legend(fontsize=6); ax.set_title(r["run"], fontsize=8)
-            fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80); plt.close(fig)
+            fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80)
     return out

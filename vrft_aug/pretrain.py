@@ -6,7 +6,7 @@ Docs: https://vrft-aug.github.io/vrft_aug/pretrain.html.md"""
 
 # %% ../nbs/07_pretrain.ipynb #c003
 from __future__ import annotations
-import hashlib, json, math, platform, time, tempfile
+import json, math, platform, time, tempfile
 from dataclasses import dataclass, field, asdict
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .core import parse_completion, normalize_answer
-from .tiny import TINY_SIZES, default_corpus, train_tiny_tokenizer, make_processor, tiny_config, load_tiny_vlm, generate
+from .tiny import (TINY_SIZES, default_corpus, train_tiny_tokenizer, make_processor, tiny_config, load_tiny_vlm, generate,
+                           file_hashes, file_sha256)
 from .prompts import load_templates
 from .rewards import box_iou, parse_boxes
 
@@ -29,8 +30,8 @@ __all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KIND
            'compact_definition', 'definition', 'scene_attributes', 'fits', 'reading_qa', 'knowledge_class_names',
            'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch', 'lm_loss', 'token_targets',
            'PerceptionProbe', 'PretrainConfig', 'sample_examples', 'name_pieces', 'train_base', 'eval_perception',
-           'rotate_definitions', 'eval_reading', 'eval_synthmed', 'file_hashes', 'build_pretrained_base', 'verify_base',
-           'tiny_base_path', 'load_pretrained_base', 'demonstration', 'dataset_sampler']
+           'rotate_definitions', 'eval_reading', 'eval_synthmed', 'build_pretrained_base', 'verify_base',
+           'tiny_base_path', 'load_pretrained_base', 'description_demonstration', 'dataset_sampler']
 
 # %% ../nbs/07_pretrain.ipynb #c006
 PALETTE = {
@@ -778,11 +779,6 @@ def eval_synthmed(model, processor, n: int = 200, seed: int = 0) -> dict:
 TINY_BASE_FILES = ("config.json", "generation_config.json", "model.safetensors", "processor_config.json",
                    "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
-def file_hashes(path) -> dict[str, str]:
-    "sha256 of every file in `path` except manifest.json."
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(path).iterdir())
-            if p.is_file() and p.name != "manifest.json"}
-
 def _new_model(cfg: PretrainConfig, seed: int, tmp: Path):
     "Tokenizer, processor and randomly initialised model, saved and reloaded from `tmp` (as every later load does)."
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
@@ -855,7 +851,7 @@ def build_pretrained_base(out_dir,                      # folder to write the ba
         software=dict(torch=torch.__version__, transformers=transformers.__version__, numpy=np.__version__,
                       python=platform.python_version()),
         seconds=dict(build=round(t1 - t0, 1), train=round(t2 - t1, 1), eval=round(t3 - t2, 1), total=round(t3 - t0, 1)),
-        curves=hist, scores=scores, sha256=file_hashes(out))
+        curves=hist, scores=scores, sha256=file_hashes(out, manifest="manifest.json"))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     if log: log(f"base written to {out} in {t3 - t0:.0f}s")
     return out
@@ -872,7 +868,7 @@ def verify_base(path) -> dict:
     for name, want in manifest["sha256"].items():
         f = path / name
         if not f.is_file(): raise FileNotFoundError(f"{f}: listed in {mf} but missing")
-        got = hashlib.sha256(f.read_bytes()).hexdigest()
+        got = file_sha256(f)
         if got != want: raise ValueError(f"{f}: sha256 {got} does not match {want} in {mf}")
     return manifest
 
@@ -887,7 +883,7 @@ def load_pretrained_base(path=None, verify: bool = True):
     return load_tiny_vlm(path)
 
 # %% ../nbs/07_pretrain.ipynb #c062
-def demonstration(sample,            # a vrft_aug.data.Sample
+def description_demonstration(sample, # a vrft_aug.data.Sample
                   kb=None,           # its KnowledgeBase (default: the packaged one for sample.dataset)
                   words: int = 8,    # think text: the first `words` words of the true class's description
                  ) -> str:
@@ -899,12 +895,12 @@ def demonstration(sample,            # a vrft_aug.data.Sample
     elif sample.task in ("classification", "binary", "grading"):
         name = sample.class_names[sample.label]
         think, ans = kb.text(name), name
-    else: raise ValueError(f"demonstration: task {sample.task!r} of {sample.id} is not supported (classification, binary, grading, localization)")
+    else: raise ValueError(f"description_demonstration: task {sample.task!r} of {sample.id} is not supported (classification, binary, grading, localization)")
     think = " ".join(think.split()[:words]).rstrip(",;:")
     return f"<think>{think}</think><answer>{ans}</answer>"
 
 def dataset_sampler(dataset, prompt_fn=None, kb=None, words: int = 8):
-    "A sampler of (image, prompt, demonstration) triples drawing random samples of `dataset` (default prompt: `plain_prompt`)."
+    "A sampler of (image, prompt, demonstration) triples drawing random samples of `dataset` (default prompt: the `plain` variant)."
     from vrft_aug.data import plain_prompt
     prompt_fn = prompt_fn or plain_prompt
     if len(dataset) == 0: raise ValueError("dataset_sampler: the dataset is empty")
@@ -912,6 +908,6 @@ def dataset_sampler(dataset, prompt_fn=None, kb=None, words: int = 8):
         out = []
         for i in rng.integers(0, len(dataset), n):
             s = dataset[int(i)]; p = prompt_fn(s)
-            out.append((s.image, p[0] if isinstance(p, tuple) else p, demonstration(s, kb, words)))
+            out.append((s.image, p[0] if isinstance(p, tuple) else p, description_demonstration(s, kb, words)))
         return out
     return sample

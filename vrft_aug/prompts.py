@@ -47,6 +47,7 @@ _PLACEHOLDERS = {
     "knowledge.line": {"name", "display", "description", "letter", "index"},
 }
 
+# %% ../nbs/03a_prompts.ipynb #8846a93e
 @dataclass(frozen=True)
 class Variant:
     "A named prompt variant."
@@ -77,6 +78,7 @@ class PromptTemplates:
             raise KeyError(f"{self.origin}: no variant {name!r}; variants are {list(self.variants)}")
         return self.variants[name]
 
+# %% ../nbs/03a_prompts.ipynb #c8836cb2
 def _fields(template: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
 
@@ -93,6 +95,7 @@ def _section(d, key, origin, typ=dict):
     if not isinstance(d[key], typ): raise TemplateError(f"{origin}: '{key}' must be a {typ.__name__}, got {type(d[key]).__name__}")
     return d[key]
 
+# %% ../nbs/03a_prompts.ipynb #614ff0b6
 def _parse_templates(d, origin: str) -> PromptTemplates:
     if not isinstance(d, dict): raise TemplateError(f"{origin}: expected a mapping, got {type(d).__name__}")
     system = d.get("system")
@@ -163,6 +166,7 @@ def _parse_templates(d, origin: str) -> PromptTemplates:
     return PromptTemplates(system, parts, questions, options, answer, none_answer, protocol, coords, knowledge,
                            variants, origin)
 
+# %% ../nbs/03a_prompts.ipynb #1a24ddf9
 @lru_cache(maxsize=None)
 def _default_templates() -> PromptTemplates:
     res = resources.files("vrft_aug") / "templates" / "prompts.yaml"
@@ -223,6 +227,7 @@ class PromptParts:
         "The user turn's text."
         return next(p["text"] for p in self.messages[-1]["content"] if p.get("type") == "text")
 
+# %% ../nbs/03a_prompts.ipynb #c0c6a28e
 def _resolve_kb(kb, sample) -> KnowledgeBase:
     names = [str(c) for c in sample.class_names]
     if kb is None:
@@ -250,6 +255,7 @@ def _require(v: Variant, sample):
     if why: raise VariantNotApplicable(f"variant {v.name!r} {why}; sample {sample.id or sample.dataset!r} has task "
                                        f"{sample.task!r} and {len(sample.class_names)} class(es)")
 
+# %% ../nbs/03a_prompts.ipynb #2ea0fb81
 def knowledge_block(kb: KnowledgeBase, kind: str, templates=None, shuffled: bool = False, seed: int = 0,
                     budget: int | None = None, tokenizer=None) -> str:
     "The knowledge text for a question kind, rendered with the templates' header and line (optionally shuffled, budgeted)."
@@ -261,6 +267,7 @@ def _target(sample) -> str:
     names, y = list(sample.class_names), sample.label
     return str(names[y]) if isinstance(y, int) and 0 <= y < len(names) else str(names[0])
 
+# %% ../nbs/03a_prompts.ipynb #36c3322c
 def _assemble(sample, v: Variant, T: PromptTemplates, knowledge_text: str, options: str, think: bool, system,
               coordinates: str, image_size, protocol: str = "tags") -> PromptParts:
     kind = v.question or sample.task

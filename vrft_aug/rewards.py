@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
+import torch
 from sacrebleu.metrics import BLEU
 
-from .core import PROTOCOLS, boxed_answer, completion_text, normalize_answer, parse_completion
+from .core import (PROTOCOLS, answer_block, boxed_answer, completion_text, normalize_answer, parse_completion,
+                           well_formed_answer, well_formed_parts)
+from .grpo import SCALE_REWARDS, group_advantages
 
 # %% auto #0
-__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'NamedReward',
-           'format_reward', 'format_reward_no_think', 'make_format_reward', 'ClassMatcher', 'prompt_text',
-           'option_letters_from_prompt', 'accuracy_reward', 'parse_boxes', 'box_iou', 'box_giou', 'iou_reward',
-           'make_iou_reward', 'mfrs_value', 'parse_grade', 'mfrs_reward', 'make_mfrs_reward', 'recitation_reward',
-           'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores', 'score_group']
+__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'AGGREGATIONS',
+           'NamedReward', 'format_reward', 'format_reward_no_think', 'make_format_reward', 'ClassMatcher',
+           'prompt_text', 'option_letters_from_prompt', 'accuracy_reward', 'parse_boxes', 'box_iou', 'box_giou',
+           'iou_reward', 'make_iou_reward', 'mfrs_value', 'parse_grade', 'mfrs_reward', 'make_mfrs_reward',
+           'recitation_reward', 'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores',
+           'score_group']
 
 # %% ../nbs/04_rewards.ipynb #01519574
 def _text(c) -> str:
@@ -32,55 +36,11 @@ def _text(c) -> str:
         if type(x) is str: return x
     return completion_text(c)
 
-def _well_formed(text: str) -> tuple[str, str] | None:
-    "(think, answer), stripped, when `parse_completion(text).well_formed`, else None; string methods only."
-    if (text.count("<think>") == 1 and text.count("</think>") == 1
-            and text.count("<answer>") == 1 and text.count("</answer>") == 1):
-        i, j = text.find("<think>"), text.find("</think>")
-        k, l = text.find("<answer>"), text.find("</answer>")
-        if (i < j < k < l and (i == 0 or text[:i].isspace()) and (k == j + 8 or text[j + 8:k].isspace())
-                and (l + 9 == len(text) or text[l + 9:].isspace())):
-            return text[i + 7:j].strip(), text[k + 8:l].strip()
-    return None  # a well-formed text has exactly one of each tag (bodies may hold no tag), in this order
-
-def _parse(text: str) -> tuple[str | None, str | None, bool]:
-    "(think, answer, well_formed) exactly as `parse_completion(text)` returns them, faster for well-formed text."
-    wf = _well_formed(text)
-    if wf is not None: return wf[0], wf[1], True
-    p = parse_completion(text)
-    return p.think, p.answer, p.well_formed
-
-def _well_formed_no_think(text: str) -> str | None:
-    "The stripped answer when `parse_completion(text, think=False).well_formed`, else None."
-    if ("<think>" not in text and "</think>" not in text
-            and text.count("<answer>") == 1 and text.count("</answer>") == 1):
-        k, l = text.find("<answer>"), text.find("</answer>")
-        if k < l and (k == 0 or text[:k].isspace()) and (l + 9 == len(text) or text[l + 9:].isspace()):
-            return text[k + 8:l].strip()
-    return None
-
-def _parse_no_think(text: str) -> tuple[str | None, bool]:
-    "(answer, well_formed) as `parse_completion(text, think=False)`, faster."
-    a = _well_formed_no_think(text)
-    if a is not None: return a, True
-    p = parse_completion(text, think=False)
-    return p.answer, p.well_formed
-
-def _answer(text: str) -> str | None:
-    "The answer of a completion with exactly one answer block (well formed or not), else None."
-    if text.count("<answer>") != 1 or text.count("</answer>") != 1: return None
-    k, l = text.find("<answer>"), text.find("</answer>")
-    if l < k: return None
-    body = text[k + 8:l]
-    # the same body parse_completion would extract: no protocol tag inside
-    if "<" in body and ("<think>" in body or "</think>" in body): return None
-    return body.strip()
-
 def _answer_of(text: str, protocol: str = "tags") -> str | None:
-    "The answer under a protocol: `<answer>` tags (`_answer`) or the last `\\boxed{}` outside think (`boxed_answer`)."
+    "The answer under a protocol: `<answer>` tags (`core.answer_block`) or the last `\\boxed{}` outside think (`boxed_answer`)."
     if protocol == "boxed": return boxed_answer(text)
     if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
-    return _answer(text)
+    return answer_block(text)
 
 _norm_cached = lru_cache(maxsize=1 << 16)(normalize_answer)
 def _norm(s) -> str:
@@ -138,10 +98,10 @@ def _format_reward(prompts, completions, think: bool = True, nonempty: bool = Tr
             p = parse_completion(t, think, "boxed")
             ok = p.well_formed and (not nonempty or not think or bool(p.think))
         elif think:
-            wf = _well_formed(t)
+            wf = well_formed_parts(t)
             ok = wf is not None and (not nonempty or (bool(wf[0]) and bool(wf[1])))
         else:
-            ans = _well_formed_no_think(t)
+            ans = well_formed_answer(t)
             ok = ans is not None and (not nonempty or bool(ans))
         out.append(1.0 if ok else 0.0)
     return out
@@ -180,6 +140,7 @@ _OPTION_MARK = re.compile(r"(?:\(\s*[A-Z]\s*\)|(?<![A-Za-z0-9])[A-Z]\s*[.):])")
 def _plural(p: str) -> str:
     return p + ("es" if p.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
+# %% ../nbs/04_rewards.ipynb #d1ca3632
 class ClassMatcher:
     "Decides which of `choices` an answer names (index), or None when it names none, several, or negates."
     def __init__(self,
@@ -259,6 +220,7 @@ class ClassMatcher:
                     return None, "letter and name disagree"
         return self._phrase(a)
 
+# %% ../nbs/04_rewards.ipynb #553f8b93
 @lru_cache(maxsize=4096)
 def _matcher(choices: tuple, aliases_key, letters_key, max_words: int) -> ClassMatcher:
     return ClassMatcher(choices, dict(aliases_key) if aliases_key else None,
@@ -356,6 +318,7 @@ def _jaccard(answer, matcher: ClassMatcher, truth: set) -> float:
     if not pred and not truth: return 1.0
     return len(pred & truth) / len(pred | truth)
 
+# %% ../nbs/04_rewards.ipynb #027835c7
 def accuracy_reward(prompts,                   # the prompts (used to detect lettered options)
                     completions,               # strings or [{"role": "assistant", "content": ...}]
                     solution=None,             # per sample: the true class name (or index); a list for multi-label
@@ -385,6 +348,7 @@ def accuracy_reward(prompts,                   # the prompts (used to detect let
         else: out.append(1.0 if ans is not None and mt.resolve(ans) == truth else 0.0)
     return out
 
+# %% ../nbs/04_rewards.ipynb #55b7d8a1
 def _same(a, b) -> bool:
     "a == b for sample rows, False when the comparison is not a plain bool (e.g. numpy arrays)."
     try: return bool(a == b)
@@ -436,6 +400,7 @@ def parse_boxes(answer: str | None) -> list[tuple[tuple[float, float, float, flo
         if len(out) >= MAX_BOXES: break
     return out
 
+# %% ../nbs/04_rewards.ipynb #8f4be817
 def _ordered(b) -> tuple:
     x1, y1, x2, y2 = b
     if x2 < x1: x1, x2 = x2, x1
@@ -469,6 +434,7 @@ def box_giou(a, b) -> float:
     g = inter / union - (hull - union) / hull
     return max(-1.0, min(1.0, g))
 
+# %% ../nbs/04_rewards.ipynb #af348583
 def _image_size(size, image) -> tuple[float, float] | None:
     "(W, H) from an `image_size` value, or from a PIL image / HxWxC array (first of a list), or None."
     if size is not None:
@@ -521,6 +487,7 @@ def _to_frame(box, coords, size, model_size) -> tuple:
     y1 = 0.0 if y1 < 0.0 else (H if y1 > H else y1); y2 = 0.0 if y2 < 0.0 else (H if y2 > H else y2)
     return (x1, y1, x2, y2)
 
+# %% ../nbs/04_rewards.ipynb #a65dc70e
 def _greedy(gts, preds, score) -> float:
     "Pair boxes greedily by decreasing score (each used once); sum of paired scores / max(#gt, #pred)."
     if len(gts) == 1 and len(preds) == 1: return score(gts[0], preds[0])
@@ -549,6 +516,7 @@ def _visual_rft(gts, preds, threshold) -> tuple[float, float]:
         else: conf_r += 1.0 - c
     return min(1.0, ious / max(len(gts), len(uniq))), conf_r / len(uniq)
 
+# %% ../nbs/04_rewards.ipynb #248a0c60
 _IOU_MODES = ("iou", "giou", "visual_rft", "confidence")
 _COORDS = ("absolute", "norm1000", "relative")
 
@@ -570,7 +538,7 @@ def _iou_reward(prompts, completions, bbox=None, image_size=None, image=None, im
             ctx, prev = _iou_context(*cur, coords, i), cur
         gts, size, msize = ctx
         if not gts: out.append(None); continue
-        preds = [(_to_frame(b, coords, size, msize), conf) for b, conf in parse_boxes(_answer(_text(c)))]
+        preds = [(_to_frame(b, coords, size, msize), conf) for b, conf in parse_boxes(answer_block(_text(c)))]
         if not preds: out.append(0.0); continue
         if mode == "iou": r = _greedy(gts, [b for b, _ in preds], _iou)
         elif mode == "giou": r = _greedy(gts, [b for b, _ in preds], _giou01)
@@ -590,6 +558,7 @@ def _iou_context(bbox, size, model_size, task, coords, i):
                          f"`image` column")
     return gts, size, (_image_size(model_size, None) if model_size is not None else None)
 
+# %% ../nbs/04_rewards.ipynb #3d3a9b91
 def iou_reward(prompts, completions, bbox=None, image_size=None, image=None, images=None, model_image_size=None,
                task=None, **kw) -> list[float | None]:
     "Continuous IoU in [0, 1] of the answer's box(es) with `bbox` (greedy one-to-one, / max(#gt, #pred)); None if n/a."
@@ -630,7 +599,7 @@ def _check_values(values) -> tuple:
 def mfrs_value(d: int,                        # grade distance |predicted - true| (>= 0)
                scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
                num_grades: int | None = None,  # K, needed by "linear" and "power"
-               gamma: float = 2.0,            # exponent of "power"
+               mfrs_power: float = 2.0,       # exponent of "power"
               ) -> float:
     "The MFRS partial credit R(d) of a scheme; R(0) = 1, non-increasing in d, in [0, 1]."
     if d < 0: raise ValueError(f"grade distance must be >= 0, got {d}")
@@ -642,9 +611,10 @@ def mfrs_value(d: int,                        # grade distance |predicted - true
         if num_grades is None or num_grades < 1:
             raise ValueError(f"MFRS scheme {scheme!r} needs num_grades (K >= 1), got {num_grades!r}")
         base = 1.0 if num_grades == 1 else max(0.0, 1.0 - d / (num_grades - 1))
-        return base if scheme == "linear" else base ** gamma
+        return base if scheme == "linear" else base ** mfrs_power
     raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES} or a list of values")
 
+# %% ../nbs/04_rewards.ipynb #a590eb42
 def parse_grade(answer: str | None, matcher: ClassMatcher | None = None) -> int | None:
     "The grade an answer names: a number (`2`, `grade 2`, `2/4`), else a grade name via `matcher`; None if unclear."
     if answer is None: return None
@@ -665,11 +635,12 @@ def _true_grade(g, matcher, i) -> int:
     if gi != g or gi < 0: raise ValueError(f"grade of sample {i} must be a non-negative integer, got {g!r}")
     return gi
 
+# %% ../nbs/04_rewards.ipynb #cbba052e
 def mfrs_reward(prompts, completions,
                 grade=None,                     # per sample: the true grade (int, or a grade name)
                 num_grades=None,                # per sample: K (default: len(choices))
                 scheme: str | Sequence = "exp",  # see `mfrs_value`
-                gamma: float = 2.0,             # exponent of the "power" scheme
+                mfrs_power: float = 2.0,        # exponent of the "power" scheme
                 choices=None,                   # per sample: grade names, choices[g] is grade g
                 aliases=None, option_letters=None, task=None,
                 protocol: str = "tags",         # "tags" (<answer>) or "boxed" (last \\boxed{})
@@ -689,11 +660,11 @@ def mfrs_reward(prompts, completions,
         if not _same(cur, prev):
             ctx, prev = _mfrs_context(*cur, scheme, i), cur
             g, K, mt = ctx
-            vals = None if g is None or K is None else [mfrs_value(d, scheme, K, gamma) for d in range(K)]
+            vals = None if g is None or K is None else [mfrs_value(d, scheme, K, mfrs_power) for d in range(K)]
         if g is None: out.append(None); continue
         p = parse_grade(_answer_of(_text(c), protocol), mt)
         if p is None or (K is not None and p >= K): out.append(0.0); continue
-        out.append(vals[abs(p - g)] if vals is not None else mfrs_value(abs(p - g), scheme, K, gamma))
+        out.append(vals[abs(p - g)] if vals is not None else mfrs_value(abs(p - g), scheme, K, mfrs_power))
     return out
 
 def _mfrs_context(prompt, gr, k, ch, al, let, task, scheme, i):
@@ -713,8 +684,9 @@ def _mfrs_context(prompt, gr, k, ch, al, let, task, scheme, i):
     if K is not None and g >= K: raise ValueError(f"grade {g} of sample {i} is outside 0..{K - 1}")
     return g, K, mt
 
+# %% ../nbs/04_rewards.ipynb #3d392fbc
 def make_mfrs_reward(scheme: str | Sequence = "exp",  # "exp", "table", "linear", "power", "binary", or a list of R(d)
-                     gamma: float = 2.0,               # exponent of "power"
+                     mfrs_power: float = 2.0,          # exponent of "power"
                      protocol: str = "tags",           # "tags" (<answer>) or "boxed" (last \\boxed{})
                     ) -> Callable:
     "An MFRS reward with a fixed scheme, named e.g. `mfrs_reward_table`; `exp` returns `mfrs_reward` itself."
@@ -723,8 +695,8 @@ def make_mfrs_reward(scheme: str | Sequence = "exp",  # "exp", "table", "linear"
     if isinstance(scheme, str):
         if scheme not in MFRS_SCHEMES: raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES}")
         if scheme == "exp" and not boxed: return mfrs_reward
-        name = f"mfrs_reward_{scheme}" + (f"_g{gamma:g}" if scheme == "power" and gamma != 2.0 else "") + ("_boxed" if boxed else "")
-        return NamedReward(mfrs_reward, name.replace("mfrs_reward_exp_", "mfrs_reward_"), scheme=scheme, gamma=gamma, **boxed)
+        name = f"mfrs_reward_{scheme}" + (f"_p{mfrs_power:g}" if scheme == "power" and mfrs_power != 2.0 else "") + ("_boxed" if boxed else "")
+        return NamedReward(mfrs_reward, name.replace("mfrs_reward_exp_", "mfrs_reward_"), scheme=scheme, mfrs_power=mfrs_power, **boxed)
     vals = _check_values(scheme)
     return NamedReward(mfrs_reward, "mfrs_reward_custom" + ("_boxed" if boxed else ""), scheme=list(vals), **boxed)
 
@@ -843,6 +815,7 @@ def _check_recitation(order, smoothing, metric, reference, saturate_above, zero_
         if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
             raise ValueError(f"{name} must be a number in [0, 1] or None, got {v!r}")
 
+# %% ../nbs/04_rewards.ipynb #baf7998f
 def recitation_reward(prompts, completions,
                       knowledge=None,            # per sample: the injected knowledge text (or a list of texts)
                       order: int = 4,            # maximum n-gram order of BLEU ("bleu" metric)
@@ -873,7 +846,7 @@ def recitation_reward(prompts, completions,
         if scorer is None: out.append(None); continue      # no knowledge injected: the term does not apply
         if gate and acc[i] != 1.0: out.append(0.0); continue
         t = _text(c)
-        wf = _well_formed(t)
+        wf = well_formed_parts(t)
         think = wf[0] if wf is not None else parse_completion(t).think
         if not think: out.append(0.0); continue
         score = scorer
@@ -889,6 +862,7 @@ def recitation_reward(prompts, completions,
         out.append(s)
     return out
 
+# %% ../nbs/04_rewards.ipynb #0846ee33
 def make_recitation_reward(order: int = 4, smoothing: str = "exp", smooth_value: float | None = None,
                            tokenize: str = "words", metric: str = "bleu", reference: str = "knowledge",
                            gate: bool = False, saturate_above: float | None = None, zero_below: float | None = None,
@@ -954,6 +928,7 @@ def _as_specs(config) -> list[RewardSpec]:
         return specs
     raise ValueError(f"reward config must be a dict name -> weight or a list of RewardSpec, got {type(config).__name__}")
 
+# %% ../nbs/04_rewards.ipynb #17967900
 def build_reward_funcs(config,  # {"accuracy": 1.0, "format": 1.0, ...}, or a list of RewardSpec / dicts
                       ) -> tuple[list[Callable], list[float]]:
     "`(reward_funcs, reward_weights)` for `GRPOTrainer(reward_funcs=...)` and `GRPOConfig(reward_weights=...)`."
@@ -976,22 +951,7 @@ def build_reward_funcs(config,  # {"accuracy": 1.0, "format": 1.0, ...}, or a li
         names.add(f.__name__); funcs.append(f); weights.append(w)
     return funcs, weights
 
-def _nanmean(x, axis=None):
-    import numpy as np, warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice is NaN, as in torch.nanmean
-        return np.nanmean(x, axis=axis)
-
-def _nanstd(x, axis=None):
-    "TRL's `nanstd`: NaN-aware, unbiased (Bessel's n - 1); NaN where fewer than two values."
-    import numpy as np
-    x = np.asarray(x, dtype=float)
-    cnt = np.sum(~np.isnan(x), axis=axis)
-    dev = x - np.expand_dims(_nanmean(x, axis), axis if axis is not None else tuple(range(x.ndim)))
-    var = np.nansum(dev ** 2, axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 1, np.sqrt(var / np.maximum(cnt - 1, 1)), np.nan)
-
+# %% ../nbs/04_rewards.ipynb #34b26abb
 @dataclass
 class GroupScores:
     "Every term, the weighted total and the advantage of each completion of one group."
@@ -1008,20 +968,20 @@ class GroupScores:
         d.update(total=self.total, advantage=self.advantages)
         return pd.DataFrame(d)
 
+AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+
 def score_group(completions,                  # the G completions of one prompt
                 sample_columns: dict,         # the prompt's dataset row: column -> value (e.g. {"solution": ..., "choices": [...]})
                 spec,                         # a reward config (as for build_reward_funcs) or (reward_funcs, reward_weights)
                 scale_rewards: str | bool = "group",  # "group", "batch", "none" (True/False as in TRL)
-                aggregation: str = "sum_then_normalize",  # TRL's multi_objective_aggregation
+                aggregation: str = "sum_then_normalize",  # TRL's multi_objective_aggregation, one of AGGREGATIONS
                 prompt=None,                  # the prompt (for lettered-option detection)
                ) -> GroupScores:
-    "Score one group the way TRL's GRPOTrainer does: every term, the weighted total, group-relative advantages."
-    import numpy as np
+    "Score one group the way TRL's GRPOTrainer does: every term, the weighted total, `grpo.group_advantages` of it."
     scale_rewards = {True: "group", False: "none"}.get(scale_rewards, scale_rewards)
-    if scale_rewards not in ("group", "batch", "none"):
-        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
-    if aggregation not in ("sum_then_normalize", "normalize_then_sum"):
-        raise ValueError(f"aggregation must be 'sum_then_normalize' or 'normalize_then_sum', got {aggregation!r}")
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    if aggregation not in AGGREGATIONS: raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], list) and spec[0] and callable(spec[0][0]):
         funcs, weights = spec
         if len(funcs) != len(weights): raise ValueError(f"{len(funcs)} reward functions but {len(weights)} weights")
@@ -1031,21 +991,16 @@ def score_group(completions,                  # the G completions of one prompt
     # TRL repeats the prompt's row once per completion
     cols = {k: [v] * G for k, v in sample_columns.items() if k not in ("prompt", "completion", "completion_ids")}
     terms = [list(f(prompts=[prompt] * G, completions=list(completions), **cols)) for f in funcs]
-    R = np.array([[np.nan if v is None else float(v) for v in t] for t in terms], dtype=float).T.reshape(G, len(funcs))
-    w = np.asarray(weights, dtype=float)
-    unscorable = np.isnan(R).all(axis=1)
-    weighted = np.nansum(R * w, axis=1)
-    weighted[unscorable] = np.nan
-    if aggregation == "sum_then_normalize":
-        std = _nanstd(weighted) if G > 1 else 0.0
-        adv = weighted - _nanmean(weighted)
-        if scale_rewards != "none": adv = adv / (std + 1e-4)
-    else:  # normalise each term within the group, weight, sum, normalise the sum
-        std_k = _nanstd(R, axis=0) if G > 1 else np.zeros(R.shape[1])
-        mixed = np.nansum((R - _nanmean(R, axis=0)) / (std_k + 1e-4) * w, axis=1)
-        mixed[unscorable] = np.nan
-        std = _nanstd(mixed) if G > 1 else 0.0
-        adv = (mixed - _nanmean(mixed)) / (std + 1e-4)
-    adv = np.nan_to_num(adv, nan=0.0)
+    R = torch.tensor([[math.nan if v is None else float(v) for v in t] for t in terms], dtype=torch.float64).T  # (G, K)
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float64)                                       # (K,)
+    unscorable = R.isnan().all(dim=1)          # every term None: NaN total, left out of the group's statistics
+    total = (R * w).nansum(dim=1)              # a None term contributes 0
+    total[unscorable] = math.nan
+    if aggregation == "sum_then_normalize": adv = group_advantages(total, G, scale_rewards)
+    else:  # each term normalised within the group (NaN -> 0), weighted, summed, and the sum normalised again
+        per_term = torch.stack([group_advantages(R[:, k], G, "group") for k in range(R.shape[1])], dim=1)  # (G, K)
+        mixed = (per_term * w.float()).sum(dim=1)
+        mixed[unscorable] = math.nan
+        adv = group_advantages(mixed, G, "group")
     return GroupScores([f.__name__ for f in funcs], [float(x) for x in weights], terms,
-                       [float(x) for x in weighted], [float(x) for x in adv])
+                       [float(x) for x in total], [float(x) for x in adv])

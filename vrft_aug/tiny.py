@@ -27,8 +27,8 @@ from .core import PROTOCOL_TAGS
 
 # %% auto #0
 __all__ = ['QWEN_SPECIAL_TOKENS', 'GENERIC_WORDS', 'TINY_SIZES', 'default_corpus', 'train_tiny_tokenizer', 'TinyVLProcessor',
-           'qwen25vl_chat_template', 'make_processor', 'TinySize', 'tiny_config', 'build_tiny_vlm', 'load_tiny_vlm',
-           'generate']
+           'qwen25vl_chat_template', 'make_processor', 'TinySize', 'tiny_config', 'file_sha256', 'file_hashes',
+           'build_tiny_vlm', 'load_tiny_vlm', 'generate']
 
 # %% ../nbs/02_tiny.ipynb #8b524187
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -161,9 +161,15 @@ def tiny_config(size: TinySize, tokenizer) -> Qwen2_5_VLConfig:
                             vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=True)
 
 # %% ../nbs/02_tiny.ipynb #c2817bab
-def _file_hashes(path: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(path).iterdir())
-            if p.is_file() and p.name != "tiny_manifest.json"}
+def file_sha256(path) -> str:
+    "sha256 hex digest of one file's bytes."
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def file_hashes(path,                          # a folder of model files
+                manifest: str = "tiny_manifest.json", # the manifest that lists the hashes (not hashed itself)
+               ) -> dict[str, str]:
+    "sha256 of every file in `path` except its manifest: what a manifest records and a check compares."
+    return {p.name: file_sha256(p) for p in sorted(Path(path).iterdir()) if p.is_file() and p.name != manifest}
 
 def build_tiny_vlm(path,                       # folder to write the model and processor to
                    seed: int = 0,              # seed for the random weights
@@ -191,7 +197,7 @@ def build_tiny_vlm(path,                       # folder to write the model and p
     proc.save_pretrained(path)
     manifest = dict(kind="tiny-qwen2.5-vl", seed=seed, size=size_name, arch=asdict(size), vocab_size=len(tok),
                     min_pixels=min_pixels, max_pixels=max_pixels, num_parameters=sum(p.numel() for p in model.parameters()),
-                    build_seconds=round(time.perf_counter() - t0, 3), sha256=_file_hashes(path))
+                    build_seconds=round(time.perf_counter() - t0, 3), sha256=file_hashes(path))
     (path / "tiny_manifest.json").write_text(json.dumps(manifest, indent=1))
     return path
 

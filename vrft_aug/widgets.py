@@ -88,6 +88,7 @@ class RewardShaping:
         df.index = self.labels
         return df
 
+# %% ../nbs/09_widgets.ipynb #46acacdd
 _ROWS: dict = {}
 def _scoring_row(sample: Sample, knowledge: str) -> dict:
     "The sample's TRL dataset row (`to_trl`'s columns, without the image), cached on every field that enters it."
@@ -122,7 +123,7 @@ def shape_rewards(completions: Sequence[str],   # the G completions of one group
     if len(labels) != len(completions): raise ValueError(f"{len(labels)} labels for {len(completions)} completions")
     row = _scoring_row(sample, knowledge)
     K = len(sample.class_names)
-    if sample.task == "grading": answer = {"name": "mfrs", "weight": lam, "kwargs": dict(scheme=scheme, gamma=power)}
+    if sample.task == "grading": answer = {"name": "mfrs", "weight": lam, "kwargs": dict(scheme=scheme, mfrs_power=power)}
     else: answer = {"name": "accuracy", "weight": lam}
     spec = [answer, {"name": "format", "weight": alpha}]
     if sample.bbox is not None: spec.append({"name": "iou", "weight": gamma})
@@ -202,6 +203,7 @@ def _slider(name, value, lo, hi, step=0.05, cls=None):
     if cls: s.add_class(cls)
     return s
 
+# %% ../nbs/09_widgets.ipynb #38fae2fe
 def reward_explorer(completions: dict[str, str] | None = None,  # label -> completion; default `default_group(...)`
                     sample: Sample | None = None,               # default `explorer_sample()[0]`
                     knowledge: str | None = None,               # default the sample's knowledge block
@@ -253,6 +255,7 @@ def reward_explorer(completions: dict[str, str] | None = None,  # label -> compl
     app.update()
     return app
 
+# %% ../nbs/09_widgets.ipynb #a95f0e8f
 def _png(img, side: int | None = None) -> bytes:
     "PNG bytes of a PIL image, upscaled (nearest) to `side` pixels for a crisp view of tiny images."
     from PIL import Image
@@ -285,6 +288,7 @@ class RunLog:
                if isinstance(h.get(key), (int, float)) and not isinstance(h.get(key), bool)]
         return [p[0] for p in pts], [p[1] for p in pts]
 
+# %% ../nbs/09_widgets.ipynb #78bdb5cc
 def _read_json(path: Path):
     try: return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
@@ -318,6 +322,7 @@ def load_run(state_file,               # a trainer_state.json or done.json
     if not state_file.is_file(): raise FileNotFoundError(f"{state_file}: no such log file")
     return RunLog(name or state_file.parent.name, state_file.parent, _history(state_file))
 
+# %% ../nbs/09_widgets.ipynb #3c371c81
 def _stage_label(folder: Path) -> str:
     m = re.fullmatch(r"(\d+-[a-z]+)-[0-9a-f]{8,}", folder.name)   # the pipeline's <i>-<kind>-<key>: drop the key
     return m.group(1) if m else folder.name
