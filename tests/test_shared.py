@@ -286,11 +286,22 @@ def test_compiled_static_cache_decoding(base):
     S.assert_same(plain, static)
 
 # ------------------------------------------------------------------------------------------ shared prefix in the loss
-def test_shared_prefix_loss_equals_trls_scoring(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("lora", [False, True])
+def test_shared_prefix_loss_equals_trls_scoring(tiny, tmp_path, monkeypatch, lora):
     """On one batch (2 prompts x 4 completions, beta > 0 so the reference log-probs are scored too, imitation on): the
-    batch, TRL's loss and every gradient with `shared_prefix_loss` equal those without it, and the shared path ran."""
+    batch, TRL's loss and every gradient with `shared_prefix_loss` equal those without it, and the shared path ran;
+    also through PEFT, whose forward passes extra None arguments and scores the reference with adapters off."""
     import vrft_aug.shared as shared
-    tr = _trainer(tiny, tmp_path, beta=0.1)
+    if lora:
+        from peft import LoraConfig
+        d, proc, ds = tiny
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        tr = VRFTTrainer(model=str(d), reward_funcs=[length_reward, contains_solution], train_dataset=ds,
+                         processing_class=proc, peft_config=cfg,
+                         args=VRFTConfig(**base_args(tmp_path, imitation_coef=0.5, beta=0.1)))
+        for n, p in tr.model.named_parameters():                  # lora_B starts at 0: move it so adapters matter
+            if "lora_B" in n: torch.nn.init.normal_(p, std=0.1)
+    else: tr = _trainer(tiny, tmp_path, beta=0.1)
     rows = [dict(r, image=copy.deepcopy(r["image"])) for r in (tiny[2][i] for i in (0, 0, 0, 0, 1, 1, 1, 1))]
     calls = []
     orig = shared.shared_prefix_hidden
@@ -309,7 +320,7 @@ def test_shared_prefix_loss_equals_trls_scoring(tiny, tmp_path, monkeypatch):
     (b0, l0, g0), (b1, l1, g1) = out[False], out[True]
     assert torch.equal(b0["completion_ids"], b1["completion_ids"])
     assert (b0["ref_per_token_logps"] - b1["ref_per_token_logps"]).abs().max() < 1e-5
-    assert abs(l0 - l1) < 1e-5 and set(g0) == set(g1) and any("visual" in k for k in g1)
+    assert abs(l0 - l1) < 1e-5 and set(g0) == set(g1) and any(("lora_" if lora else "visual") in k for k in g1)
     gap = max((g0[k] - g1[k]).abs().max().item() for k in g0)
     assert max(g.abs().max().item() for g in g0.values()) > 1e-3 and gap < 1e-5, gap
 

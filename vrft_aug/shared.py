@@ -306,7 +306,8 @@ def shared_prefix_scoring(model,                   # the model TRL patched with 
     inner, own = model.forward, "forward" in vars(model)
     def forward(*args, **kw):
         ids, labels = kw.get("input_ids"), kw.get("labels")
-        if args or not kw.get("fused_lm_head") or labels is None or ids is None or set(kw) - _SCORING_KWARGS:
+        given = {k for k, v in kw.items() if v is not None}      # PEFT passes inputs_embeds=None, return_dict=None, ...
+        if args or not kw.get("fused_lm_head") or labels is None or ids is None or given - _SCORING_KWARGS:
             return inner(*args, **kw)
         mask, P = kw["attention_mask"], prompt_len
         groups = (prompt_groups(ids, mask, P, kw.get("pixel_values"), kw.get("image_grid_thw"))
