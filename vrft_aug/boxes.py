@@ -76,7 +76,7 @@ def box_giou(a, b) -> float:
     g = inter / union - (hull - union) / hull
     return max(-1.0, min(1.0, g))
 
-# %% ../nbs/04b_boxes.ipynb #af348583
+# %% ../nbs/04b_boxes.ipynb #336c9523
 def _image_size(size, image) -> tuple[float, float] | None:
     "(W, H) from an `image_size` value, or from a PIL image / HxWxC array (first of a list), or None."
     if size is not None:
@@ -95,6 +95,8 @@ def _image_size(size, image) -> tuple[float, float] | None:
         return float(shape[1]), float(shape[0])  # H x W (x C)
     return None
 
+
+# %% ../nbs/04b_boxes.ipynb #4fec26dc
 def _gt_boxes(bbox, i) -> list[tuple]:
     "Ground-truth boxes of sample i (one box or a list of boxes), validated and ordered; [] when absent."
     if bbox is None: return []
@@ -111,6 +113,8 @@ def _gt_boxes(bbox, i) -> list[tuple]:
         out.append(_ordered(vals))
     return out
 
+
+# %% ../nbs/04b_boxes.ipynb #08003b86
 def _to_frame(box, coords, size, model_size) -> tuple:
     "A predicted box converted to ground-truth pixels, reordered and clipped (zero area if not finite)."
     x1, y1, x2, y2 = box
@@ -128,6 +132,7 @@ def _to_frame(box, coords, size, model_size) -> tuple:
     x1 = 0.0 if x1 < 0.0 else (W if x1 > W else x1); x2 = 0.0 if x2 < 0.0 else (W if x2 > W else x2)
     y1 = 0.0 if y1 < 0.0 else (H if y1 > H else y1); y2 = 0.0 if y2 < 0.0 else (H if y2 > H else y2)
     return (x1, y1, x2, y2)
+
 
 # %% ../nbs/04b_boxes.ipynb #a65dc70e
 def _greedy(gts, preds, score) -> float:

@@ -11,6 +11,8 @@ import re
 from functools import lru_cache
 from typing import Sequence
 
+from fastcore.basics import patch
+
 from .core import normalize_answer
 
 # %% auto #0
@@ -36,7 +38,7 @@ _OPTION_MARK = re.compile(r"(?:\(\s*[A-Z]\s*\)|(?<![A-Za-z0-9])[A-Z]\s*[.):])")
 def _plural(p: str) -> str:
     return p + ("es" if p.endswith(("s", "x", "z", "ch", "sh")) else "s")
 
-# %% ../nbs/04a_matching.ipynb #d1ca3632
+# %% ../nbs/04a_matching.ipynb #dd607e80
 class ClassMatcher:
     "Decides which of `choices` an answer names (index), or None when it names none, several, or negates."
     def __init__(self,
@@ -66,55 +68,63 @@ class ClassMatcher:
         # normalised text is words separated by single spaces: a phrase boundary is a space or an end
         self._mention = re.compile(r"(?<![^ ])(?:" + "|".join(map(re.escape, alts)) + r")(?![^ ])") if alts else None
 
-    def _phrase(self, a: str):
-        "(index | None, reason) for normalised text `a`, by exact phrase, then single mention."
-        if not a: return None, "empty"
-        i = self.exact.get(a)
-        if i is not None: return (i, "exact") if i >= 0 else (None, "ambiguous alias")
-        if self._mention is None: return None, "no class"
-        words = a.split(" ")
-        if len(words) > self.max_words: return None, "too long"
-        found, spans = set(), []
-        for m in self._mention.finditer(a):
-            found.add(self.exact[m.group()]); spans.append(m.span())
-        if not found: return None, "no class"
-        if len(found) > 1 or -1 in found: return None, "several classes"
-        rest, prev = [], 0
-        for s, e in spans: rest.append(a[prev:s]); prev = e
-        rest.append(a[prev:])
-        if any(w in _NEGATORS for w in " ".join(rest).split()): return None, "negated or enumerated"
-        return found.pop(), "mention"
 
-    def resolve(self, answer) -> int | None:
-        "Index of the class the answer names, or None (memoised: a policy repeats its answers)."
-        memo = self._memo
-        if answer in memo: return memo[answer]
-        r = self.explain(answer)[0]
-        if len(memo) < 4096 and type(answer) is str and len(answer) <= 200: memo[answer] = r
-        return r
+# %% ../nbs/04a_matching.ipynb #8123cd4f
+@patch
+def _phrase(self: ClassMatcher, a: str):
+    "(index | None, reason) for normalised text `a`, by exact phrase, then single mention."
+    if not a: return None, "empty"
+    i = self.exact.get(a)
+    if i is not None: return (i, "exact") if i >= 0 else (None, "ambiguous alias")
+    if self._mention is None: return None, "no class"
+    words = a.split(" ")
+    if len(words) > self.max_words: return None, "too long"
+    found, spans = set(), []
+    for m in self._mention.finditer(a):
+        found.add(self.exact[m.group()]); spans.append(m.span())
+    if not found: return None, "no class"
+    if len(found) > 1 or -1 in found: return None, "several classes"
+    rest, prev = [], 0
+    for s, e in spans: rest.append(a[prev:s]); prev = e
+    rest.append(a[prev:])
+    if any(w in _NEGATORS for w in " ".join(rest).split()): return None, "negated or enumerated"
+    return found.pop(), "mention"
 
-    def explain(self, answer) -> tuple[int | None, str]:
-        "(index | None, how it was decided) for one raw answer string."
-        if answer is None: return None, "no answer block"
-        a = _norm(answer)
-        i = self.exact.get(a)
-        if i is not None: return (i, "exact") if i >= 0 else (None, "ambiguous alias")
-        if self.letters and a:
-            m = _LETTER_ONLY.fullmatch(answer)
-            if m:
-                j = self.letters.get(m.group(1).lower())
-                return (j, "letter") if j is not None else (None, "unknown letter")
-            m = _LETTER_PREFIX.fullmatch(answer)
-            if m:
-                j = self.letters.get((m.group(1) or m.group(2) or m.group(3)).lower())
-                if j is not None:
-                    rest = _norm(m.group(4))
-                    k, why = self._phrase(rest)
-                    if k == j: return j, "letter and name"
-                    if k is None and why == "no class" and not any(w in _NEGATORS for w in rest.split()):
-                        return j, "letter"
-                    return None, "letter and name disagree"
-        return self._phrase(a)
+
+# %% ../nbs/04a_matching.ipynb #ec890818
+@patch
+def explain(self: ClassMatcher, answer) -> tuple[int | None, str]:
+    "(index | None, how it was decided) for one raw answer string."
+    if answer is None: return None, "no answer block"
+    a = _norm(answer)
+    i = self.exact.get(a)
+    if i is not None: return (i, "exact") if i >= 0 else (None, "ambiguous alias")
+    if self.letters and a:
+        m = _LETTER_ONLY.fullmatch(answer)
+        if m:
+            j = self.letters.get(m.group(1).lower())
+            return (j, "letter") if j is not None else (None, "unknown letter")
+        m = _LETTER_PREFIX.fullmatch(answer)
+        if m:
+            j = self.letters.get((m.group(1) or m.group(2) or m.group(3)).lower())
+            if j is not None:
+                rest = _norm(m.group(4))
+                k, why = self._phrase(rest)
+                if k == j: return j, "letter and name"
+                if k is None and why == "no class" and not any(w in _NEGATORS for w in rest.split()):
+                    return j, "letter"
+                return None, "letter and name disagree"
+    return self._phrase(a)
+
+@patch
+def resolve(self: ClassMatcher, answer) -> int | None:
+    "Index of the class the answer names, or None (memoised: a policy repeats its answers)."
+    memo = self._memo
+    if answer in memo: return memo[answer]
+    r = self.explain(answer)[0]
+    if len(memo) < 4096 and type(answer) is str and len(answer) <= 200: memo[answer] = r
+    return r
+
 
 # %% ../nbs/04a_matching.ipynb #553f8b93
 @lru_cache(maxsize=4096)
