@@ -27,11 +27,11 @@ class Mutant:
     why: str = ""
 
 MUTANTS = [
-    Mutant("accuracy-substring-match", "rewards.py",
+    Mutant("accuracy-substring-match", "matching.py",
            'self._mention = re.compile(r"(?<![^ ])(?:" + "|".join(map(re.escape, alts)) + r")(?![^ ])") if alts else None',
            'self._mention = re.compile(r"(?:" + "|".join(map(re.escape, alts)) + r")") if alts else None',
            ("tests/test_scoring.py", "-k", "accuracy or matcher"), "class names matched without word boundaries"),
-    Mutant("iou-y-by-width-ratio", "rewards.py",
+    Mutant("iou-y-by-width-ratio", "boxes.py",
            "sx, sy = size[0] / model_size[0], size[1] / model_size[1]",
            "sx, sy = size[0] / model_size[0], size[0] / model_size[0]",
            ("tests/test_scoring.py", "-k", "iou"), "iou_reward rescales y with the width ratio"),

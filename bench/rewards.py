@@ -18,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from vrft_aug import rewards as R  # noqa: E402
+from vrft_aug import matching as M  # noqa: E402
 
 N, BATCH, G = 10_000, 64, 8
 TARGETS = {"format_reward": 100_000, "format_reward_no_think": 100_000, "accuracy_reward": 100_000,
@@ -114,7 +115,7 @@ def localization(rng):
     return [None] * len(comps), comps, cols
 
 def _clear_caches():
-    for f in (R._matcher, R._letters_from_text, R._bleu_scorer, R._norm_cached):
+    for f in (M._matcher, M._letters_from_text, R._bleu_scorer, M._norm_cached):
         f.cache_clear()
     R._TASK_CACHE.clear()
 

@@ -25,9 +25,19 @@ SKIP_NOTE = ("*Not run for this page (`#| {flag}`): `make test` runs it; `python
              "output here.*")
 
 
+def course_order() -> list[str]:
+    "The lessons' stems in the order of the reading table of nbs/index.ipynb (`| `05_grpo` | ... |` rows): the course's one home."
+    cells = json.loads((ROOT / "nbs" / "index.ipynb").read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return re.findall(r"^\| `(\d\w*)` \|", text, flags=re.M)
+
+
 def notebooks() -> tuple[list[Path], list[Path]]:
-    "The lessons (nbs/index.ipynb first, then the numbered ones) and the tutorials, in their numbered order."
-    return ([ROOT / "nbs" / "index.ipynb"] + sorted((ROOT / "nbs").glob("[0-9]*.ipynb")),
+    """The lessons (nbs/index.ipynb first, then the numbered ones in the index's course order, any it does not list after
+    them by number) and the tutorials, in their numbered order."""
+    numbered = sorted((ROOT / "nbs").glob("[0-9]*.ipynb"))
+    rank = {stem: k for k, stem in enumerate(course_order())}
+    return ([ROOT / "nbs" / "index.ipynb"] + sorted(numbered, key=lambda p: (rank.get(p.stem, len(rank)), p.name)),
             sorted((ROOT / "tutorials").glob("[0-9]*.ipynb")))
 
 

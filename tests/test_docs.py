@@ -119,3 +119,10 @@ def test_site_in_the_browser(served, capsys):
         page.screenshot(path=str(shot))
         with capsys.disabled(): print(f"\ndocs API page screenshot: {shot}")
         assert not elsewhere, f"the pages requested something off the local site: {elsewhere[:5]}"
+
+
+def test_the_course_order_lists_every_lesson_once():
+    "The reading table of nbs/index.ipynb orders the docs' sidebar: every numbered notebook is in it, once."
+    listed = build_site.course_order()
+    assert len(listed) == len(set(listed)), listed
+    assert sorted(listed) == sorted(p.stem for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))

@@ -145,13 +145,13 @@ def test_shuffled_control_moves_every_description(samples, dataset):
     assert shuf.knowledge_text == knowledge_block(kb.shuffled(3), true.kind)
 
 def test_letters_agree_with_the_accuracy_reward_parser(samples):
-    rewards = pytest.importorskip("vrft_aug.rewards")
-    if not hasattr(rewards, "option_letters_from_prompt"): pytest.skip("rewards has no option_letters_from_prompt")
+    matching = pytest.importorskip("vrft_aug.matching")
+    if not hasattr(matching, "option_letters_from_prompt"): pytest.skip("matching has no option_letters_from_prompt")
     for d, s in samples.items():
         if s.task == "localization": continue
         for v in ("plain", "knowledge", "shuffled-knowledge"):
             p = build_prompt(s, v, options="letter")
-            found = rewards.option_letters_from_prompt(p.messages, s.class_names)
+            found = matching.option_letters_from_prompt(p.messages, s.class_names)
             assert found == {l: i for i, l in enumerate(p.option_letters)}, (d, v)
 
 def test_to_trl_round_trip(samples):

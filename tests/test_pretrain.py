@@ -12,7 +12,7 @@ from vrft_aug.pretrain import (PretrainConfig, SCENE_KINDS, build_pretrained_bas
                                reading_qa, rotate_definitions, fits, target_text, tiny_base_path, verify_base,
                                load_pretrained_base, messages, max_tokens_per_word, eval_perception,
                                TINY_BASE_FILES)
-from vrft_aug.rewards import box_iou, parse_boxes
+from vrft_aug.boxes import box_iou, parse_boxes
 
 TOY = PretrainConfig(size="test", steps=2, batch_size=4, reading_batch_size=2, eval_every=0, eval_n=0, synthmed_n=0)
 

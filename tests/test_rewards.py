@@ -9,6 +9,8 @@ from sacrebleu.metrics import BLEU
 
 from vrft_aug.core import answer_block, normalize_answer, parse_completion, well_formed_answer, well_formed_parts
 from vrft_aug import rewards as R
+from vrft_aug.boxes import box_giou, box_iou
+from vrft_aug.matching import ClassMatcher
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TAGS = ["<think>", "</think>", "<answer>", "</answer>", "<Think>", "<answer", "</", "<", ">"]
@@ -70,7 +72,7 @@ def test_accuracy_ignores_case_and_surrounding_whitespace(ans, pre, post, case):
 def test_accuracy_correct_iff_resolves_to_solution(ans):
     r = R.accuracy_reward(None, [f"<answer>{ans}</answer>"], solution=["neutrophil"], choices=[CLASSES])[0]
     if "<" not in ans:
-        assert r == (1.0 if R.ClassMatcher(CLASSES).resolve(ans) == 0 else 0.0)
+        assert r == (1.0 if ClassMatcher(CLASSES).resolve(ans) == 0 else 0.0)
         # a strict substring of the class name never scores
         if normalize_answer(ans) and normalize_answer(ans) in "neutrophil" and normalize_answer(ans) != "neutrophil":
             assert r == 0.0
@@ -78,15 +80,15 @@ def test_accuracy_correct_iff_resolves_to_solution(ans):
 @SETTINGS
 @given(boxes, boxes)
 def test_iou_properties(a, b):
-    iab = R.box_iou(a, b)
-    assert iab == R.box_iou(b, a)
+    iab = box_iou(a, b)
+    assert iab == box_iou(b, a)
     assert 0.0 <= iab <= 1.0
-    g = R.box_giou(a, b)
-    assert -1.0 <= g <= 1.0 and math.isclose(g, R.box_giou(b, a), abs_tol=1e-12)
+    g = box_giou(a, b)
+    assert -1.0 <= g <= 1.0 and math.isclose(g, box_giou(b, a), abs_tol=1e-12)
     assert g <= iab + 1e-12                      # GIoU never exceeds IoU
     area = (max(a[0], a[2]) - min(a[0], a[2])) * (max(a[1], a[3]) - min(a[1], a[3]))
-    if area > 0: assert R.box_iou(a, a) == 1.0 and R.box_giou(a, a) == pytest.approx(1.0)
-    else: assert R.box_iou(a, a) == 0.0
+    if area > 0: assert box_iou(a, a) == 1.0 and box_giou(a, a) == pytest.approx(1.0)
+    else: assert box_iou(a, a) == 0.0
 
 @SETTINGS
 @given(st.lists(st.integers(0, 1000), min_size=4, max_size=4))

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from vrft_aug import rewards as R
+from vrft_aug.matching import ClassMatcher
 from vrft_aug.core import parse_completion
 from vrft_aug.evaluate import task_metrics, score_completion
 
@@ -25,7 +26,7 @@ def test_accuracy_class_name_as_a_word_is_the_class(answer):
     assert R.accuracy_reward(None, [_c(answer)], solution=["monocyte"], choices=[CELLS]) == [1.0]
 
 def test_evaluation_matcher_uses_word_boundaries_too():
-    m = R.ClassMatcher(CELLS)
+    m = ClassMatcher(CELLS)
     assert m.resolve("monocytelike") is None and m.resolve("a monocyte") == 3
 
 # --- iou_reward: boxes in the model's frame go back with x by the width ratio, y by the height ratio -----------------

@@ -17,7 +17,9 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix,
 from .core import parse_completion
 from .data import plain_prompt
 from .prompts import processed_image_size
-from .rewards import ClassMatcher, option_letters_from_prompt, parse_boxes, parse_grade, box_iou, accuracy_reward
+from .matching import ClassMatcher, option_letters_from_prompt, parse_grade
+from .boxes import parse_boxes, box_iou
+from .rewards import accuracy_reward
 from .tiny import generate
 
 # %% auto #0

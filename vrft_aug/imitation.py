@@ -30,7 +30,7 @@ from .shared import content_key, row_groups, take_rows
 __all__ = ['answer_text', 'knowledge_for', 'short_rationale', 'demonstration', 'add_demonstrations', 'imitation_loss',
            'VRFTConfig', 'VRFTTrainer', 'sft_dataset', 'sft_warm_start', 'well_formed_rate']
 
-# %% ../nbs/06_imitation.ipynb #ddabd348
+# %% ../nbs/06_imitation.ipynb #057e14d0
 def answer_text(solution) -> str:
     "The `<answer>` body for a solution: a class name as is, a box or a list of numbers as `[x1, y1, x2, y2]`."
     if isinstance(solution, str): return solution.strip()
@@ -52,6 +52,8 @@ def knowledge_for(knowledge, label: str) -> str:
     if hasattr(knowledge, "text"): return knowledge.text(label)
     raise TypeError(f"knowledge: expected a KnowledgeBase, a mapping or a string, got {type(knowledge).__name__}")
 
+
+# %% ../nbs/06_imitation.ipynb #f5c0cee2
 def short_rationale(text: str, max_words: int = 10) -> str:
     "The first clause of `text` (up to the first , ; : or .), cut to `max_words` words, lower-cased first letter."
     clause = re.split(r"[,;:.]\s", " ".join(text.split()) + " ", maxsplit=1)[0].strip().rstrip(".,;:")
@@ -60,6 +62,8 @@ def short_rationale(text: str, max_words: int = 10) -> str:
     words[0] = words[0][:1].lower() + words[0][1:]
     return " ".join(words)
 
+
+# %% ../nbs/06_imitation.ipynb #deb175c7
 def demonstration(solution,                # the right answer (class name, box, ...)
                   knowledge=None,          # KnowledgeBase, {label: text} mapping, a string, or None
                   max_words: int = 10,     # length cap of the rationale
@@ -73,6 +77,7 @@ def demonstration(solution,                # the right answer (class name, box, 
     if protocol == "boxed": return f"{THINK_OPEN} {think} {THINK_CLOSE} \\boxed{{{ans}}}"
     if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected 'tags' or 'boxed'")
     return f"{THINK_OPEN} {think} {THINK_CLOSE}{ANSWER_OPEN} {ans} {ANSWER_CLOSE}"
+
 
 # %% ../nbs/06_imitation.ipynb #3402e109
 def add_demonstrations(dataset,                          # a `datasets.Dataset` in TRL format (with a solution column)
@@ -103,7 +108,7 @@ def imitation_loss(logps: torch.Tensor, # (B, C) log pi_theta of the demonstrati
     n = m.sum() if num_items is None else torch.as_tensor(num_items, dtype=m.dtype, device=m.device)
     return -(logps * m).sum() / n.clamp(min=1.0)
 
-# %% ../nbs/06_imitation.ipynb #d62dced2
+# %% ../nbs/06_imitation.ipynb #2136d539
 @dataclass
 class VRFTConfig(GRPOConfig):
     "`GRPOConfig` plus the imitation term: L = L_GRPO + imitation_coef * L_imitation."
@@ -131,6 +136,8 @@ class VRFTConfig(GRPOConfig):
             raise ValueError("static_cache_generation needs gradient_checkpointing=False: TRL re-enables checkpointing "
                              "after every generation, which adds hooks that make the compiled decoding step recompile")
 
+
+# %% ../nbs/06_imitation.ipynb #80ad7d03
 class VRFTTrainer(GRPOTrainer):
     "TRL's `GRPOTrainer` with an imitation loss on demonstrations, weighted by `args.imitation_coef`."
     def __init__(self, *args,
@@ -141,84 +148,106 @@ class VRFTTrainer(GRPOTrainer):
             raise TypeError(f"VRFTTrainer needs a VRFTConfig, got {type(self.args).__name__}")
         self.demonstration_fn = demonstration_fn
 
-    def _demonstration_texts(self, rows: list[dict]) -> list[str]:
-        col, texts = self.args.demonstration_column, []
-        for i, row in enumerate(rows):
-            text = self.demonstration_fn(row) if self.demonstration_fn is not None else row.get(col)
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"imitation_coef={self.args.imitation_coef} but row {i} (id={row.get('id', '?')}) has "
-                                 f"no demonstration: add a non-empty {col!r} column (see `add_demonstrations`) or pass "
-                                 f"`demonstration_fn`; got {text!r}")
-            texts.append(text)
-        return texts
 
-    def _tokenize_demonstrations(self, rows: list[dict], device, texts: list[str] | None = None) -> dict:
-        "Demonstrations as right-padded completion ids ending in EOS, cut to max_completion_length, plus their mask."
-        eos, pad, L = self.eos_token_ids[0], self._tokenizer.pad_token_id, self.max_completion_length
-        texts = self._demonstration_texts(rows) if texts is None else texts
-        ids = [self._tokenizer(t, add_special_tokens=False)["input_ids"][: L - 1 if L else None] + [eos] for t in texts]
-        C = max(len(x) for x in ids)
-        out = torch.full((len(ids), C), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), C), dtype=torch.long)
-        for i, x in enumerate(ids):
-            out[i, : len(x)] = torch.tensor(x)
-            mask[i, : len(x)] = 1
-        mask = mask.to(device)
-        return {"demo_completion_ids": out.to(device), "demo_completion_mask": mask,
-                "demo_num_items": self.accelerator.gather(mask.sum()).sum()}  # tokens of the global generation batch
+# %% ../nbs/06_imitation.ipynb #b270695d
+@patch
+def _demonstration_texts(self: VRFTTrainer, rows: list[dict]) -> list[str]:
+    col, texts = self.args.demonstration_column, []
+    for i, row in enumerate(rows):
+        text = self.demonstration_fn(row) if self.demonstration_fn is not None else row.get(col)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"imitation_coef={self.args.imitation_coef} but row {i} (id={row.get('id', '?')}) has "
+                             f"no demonstration: add a non-empty {col!r} column (see `add_demonstrations`) or pass "
+                             f"`demonstration_fn`; got {text!r}")
+        texts.append(text)
+    return texts
 
-    def _generate_and_score_completions(self, inputs):
-        with self._shared_processing():
-            output = super()._generate_and_score_completions(inputs)
-        if self.args.imitation_coef > 0:
-            device, texts = output["prompt_ids"].device, self._demonstration_texts(inputs)
-            output.update(self._tokenize_demonstrations(inputs, device, texts))
-            output["demo_group"] = torch.tensor(self._demonstration_groups(inputs, texts), device=device)
-        return output
 
-    def _demonstration_groups(self, rows: list[dict], texts: list[str]) -> list[int]:
-        "Per row, the index of its (prompt, image, demonstration): rows with the same one are scored once."
-        return row_groups([content_key((r.get("prompt"), r.get("image"), r.get("images"), t))
-                           for r, t in zip(rows, texts)])[1]
+# %% ../nbs/06_imitation.ipynb #83163849
+@patch
+def _tokenize_demonstrations(self: VRFTTrainer, rows: list[dict], device, texts: list[str] | None = None) -> dict:
+    "Demonstrations as right-padded completion ids ending in EOS, cut to max_completion_length, plus their mask."
+    eos, pad, L = self.eos_token_ids[0], self._tokenizer.pad_token_id, self.max_completion_length
+    texts = self._demonstration_texts(rows) if texts is None else texts
+    ids = [self._tokenizer(t, add_special_tokens=False)["input_ids"][: L - 1 if L else None] + [eos] for t in texts]
+    C = max(len(x) for x in ids)
+    out = torch.full((len(ids), C), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), C), dtype=torch.long)
+    for i, x in enumerate(ids):
+        out[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+    mask = mask.to(device)
+    return {"demo_completion_ids": out.to(device), "demo_completion_mask": mask,
+            "demo_num_items": self.accelerator.gather(mask.sum()).sum()}  # tokens of the global generation batch
 
-    def _distinct_demonstrations(self, inputs: dict) -> tuple[dict, torch.Tensor | None]:
-        "The micro-batch's rows with distinct `demo_group`, and how many rows each stands for (all rows, None: no repeats)."
-        B = inputs["prompt_ids"].size(0)
-        if "demo_group" not in inputs: return inputs, None
-        first, _, counts = row_groups(inputs["demo_group"].tolist())
-        if len(first) == B: return inputs, None
-        try: return take_rows(inputs, first, B), torch.tensor(counts, device=inputs["prompt_ids"].device)
-        except ValueError: return inputs, None   # an image layout take_rows does not know: score every row
 
-    def imitation_logps(self, model, inputs: dict) -> torch.Tensor:
-        "Per-token log-probs of the demonstrations given each row's prompt and image, shape (B, C_demo)."
-        demo_ids, demo_mask = inputs["demo_completion_ids"], inputs["demo_completion_mask"]
-        input_ids = torch.cat([inputs["prompt_ids"], demo_ids], dim=1)
-        attention_mask = torch.cat([inputs["prompt_mask"], demo_mask], dim=1)
-        fk = forward_kwargs(inputs)
-        P = inputs["prompt_ids"].size(1)
-        for k in ("token_type_ids", "mm_token_type_ids"):  # per-token fields span prompt + GRPO completion: re-cut them
-            if k in fk: fk[k] = torch.cat([fk[k][:, :P], fk[k].new_zeros(demo_ids.shape)], dim=1)
-        logps, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask, demo_ids.size(1),
-                                                              num_images=inputs.get("num_images"),
-                                                              num_tiles=inputs.get("num_tiles"), **fk)
-        return logps
+# %% ../nbs/06_imitation.ipynb #62dacf54
+@patch
+def _demonstration_groups(self: VRFTTrainer, rows: list[dict], texts: list[str]) -> list[int]:
+    "Per row, the index of its (prompt, image, demonstration): rows with the same one are scored once."
+    return row_groups([content_key((r.get("prompt"), r.get("image"), r.get("images"), t))
+                       for r, t in zip(rows, texts)])[1]
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        if self.args.imitation_coef > 0 and "demo_completion_ids" in inputs:
-            mode = "train" if self.model.training else "eval"
-            rows, counts = self._distinct_demonstrations(inputs)   # each distinct row once, weighted by its count
-            logps, mask = self.imitation_logps(model, rows), rows["demo_completion_mask"]
-            # like TRL's dapo: N = global demonstration tokens, per process, per micro-batch of the generation batch
-            n = inputs["demo_num_items"].clamp(min=1.0) / self.accelerator.num_processes
-            if mode == "train": n = n * self.current_gradient_accumulation_steps / self.args.steps_per_generation
-            loss = loss + self.args.imitation_coef * imitation_loss(logps, mask, num_items=n, weights=counts)
-            nll = imitation_loss(logps.detach(), mask, weights=counts)  # this micro-batch's mean token NLL, for the log
-            self._metrics[mode]["imitation/loss"].append(self.accelerator.gather(nll).mean().item())
-        return loss
+@patch
+def _distinct_demonstrations(self: VRFTTrainer, inputs: dict) -> tuple[dict, torch.Tensor | None]:
+    "The micro-batch's rows with distinct `demo_group`, and how many rows each stands for (all rows, None: no repeats)."
+    B = inputs["prompt_ids"].size(0)
+    if "demo_group" not in inputs: return inputs, None
+    first, _, counts = row_groups(inputs["demo_group"].tolist())
+    if len(first) == B: return inputs, None
+    try: return take_rows(inputs, first, B), torch.tensor(counts, device=inputs["prompt_ids"].device)
+    except ValueError: return inputs, None   # an image layout take_rows does not know: score every row
 
-# %% ../nbs/06_imitation.ipynb #09cbfde7
+
+# %% ../nbs/06_imitation.ipynb #428c7c9e
+@patch
+def _generate_and_score_completions(self: VRFTTrainer, inputs):
+    "TRL's sampling and scoring (each prompt processed once), then, when mu > 0, the rows' demonstrations."
+    with self._shared_processing():
+        output = super(VRFTTrainer, self)._generate_and_score_completions(inputs)
+    if self.args.imitation_coef > 0:
+        device, texts = output["prompt_ids"].device, self._demonstration_texts(inputs)
+        output.update(self._tokenize_demonstrations(inputs, device, texts))
+        output["demo_group"] = torch.tensor(self._demonstration_groups(inputs, texts), device=device)
+    return output
+
+
+# %% ../nbs/06_imitation.ipynb #076e4a3b
+@patch
+def imitation_logps(self: VRFTTrainer, model, inputs: dict) -> torch.Tensor:
+    "Per-token log-probs of the demonstrations given each row's prompt and image, shape (B, C_demo)."
+    demo_ids, demo_mask = inputs["demo_completion_ids"], inputs["demo_completion_mask"]
+    input_ids = torch.cat([inputs["prompt_ids"], demo_ids], dim=1)
+    attention_mask = torch.cat([inputs["prompt_mask"], demo_mask], dim=1)
+    fk = forward_kwargs(inputs)
+    P = inputs["prompt_ids"].size(1)
+    for k in ("token_type_ids", "mm_token_type_ids"):  # per-token fields span prompt + GRPO completion: re-cut them
+        if k in fk: fk[k] = torch.cat([fk[k][:, :P], fk[k].new_zeros(demo_ids.shape)], dim=1)
+    logps, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask, demo_ids.size(1),
+                                                          num_images=inputs.get("num_images"),
+                                                          num_tiles=inputs.get("num_tiles"), **fk)
+    return logps
+
+
+# %% ../nbs/06_imitation.ipynb #509175a4
+@patch
+def compute_loss(self: VRFTTrainer, model, inputs, return_outputs=False, num_items_in_batch=None):
+    "TRL's GRPO loss, plus `imitation_coef` x the imitation loss of the micro-batch's distinct demonstrations."
+    loss = super(VRFTTrainer, self).compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+    if self.args.imitation_coef > 0 and "demo_completion_ids" in inputs:
+        mode = "train" if self.model.training else "eval"
+        rows, counts = self._distinct_demonstrations(inputs)   # each distinct row once, weighted by its count
+        logps, mask = self.imitation_logps(model, rows), rows["demo_completion_mask"]
+        # like TRL's dapo: N = global demonstration tokens, per process, per micro-batch of the generation batch
+        n = inputs["demo_num_items"].clamp(min=1.0) / self.accelerator.num_processes
+        if mode == "train": n = n * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+        loss = loss + self.args.imitation_coef * imitation_loss(logps, mask, num_items=n, weights=counts)
+        nll = imitation_loss(logps.detach(), mask, weights=counts)  # this micro-batch's mean token NLL, for the log
+        self._metrics[mode]["imitation/loss"].append(self.accelerator.gather(nll).mean().item())
+    return loss
+
+
+# %% ../nbs/06_imitation.ipynb #c5582f7f
 @patch
 @contextmanager
 def _shared_processing(self: VRFTTrainer):
@@ -229,6 +258,8 @@ def _shared_processing(self: VRFTTrainer):
     try: yield
     finally: self.processing_class = processor
 
+
+# %% ../nbs/06_imitation.ipynb #c5575df5
 @patch
 def _shares_prefix(self: VRFTTrainer, has_tool_images: bool = False) -> bool:
     "Whether this generation goes through `shared_prefix_generate`: TRL's plain transformers path on a tested model."
@@ -237,6 +268,8 @@ def _shares_prefix(self: VRFTTrainer, has_tool_images: bool = False) -> bool:
             and getattr(self.model.config, "model_type", None) in SHARED_PREFIX_MODELS
             and getattr(getattr(self, "generation_config", None), "cache_implementation", None) in (None, "dynamic"))
 
+
+# %% ../nbs/06_imitation.ipynb #3a49d888
 @patch
 def _generation_inputs(self: VRFTTrainer, prompt_ids: list[list[int]], multimodal_fields: dict) -> dict:
     "The tensors TRL's transformers path gives `generate`: left-padded prompts, their mask, the multimodal fields."
@@ -251,6 +284,8 @@ def _generation_inputs(self: VRFTTrainer, prompt_ids: list[list[int]], multimoda
         else: inputs[k] = torch.tensor(np.array(v))
     return super(GRPOTrainer, self)._prepare_inputs(inputs)   # Trainer's: onto the device
 
+
+# %% ../nbs/06_imitation.ipynb #c82de18e
 @patch
 def _generate_single_turn(self: VRFTTrainer, prompt_ids, images, multimodal_fields, num_generations,
                           has_tool_images=False):
@@ -272,7 +307,8 @@ def _generate_single_turn(self: VRFTTrainer, prompt_ids, images, multimodal_fiel
     mask = completion_mask(completion_ids, self.eos_token_ids)     # up to and including the first EOS
     return [c[m.bool()].tolist() for c, m in zip(completion_ids.cpu(), mask.cpu())], None
 
-# %% ../nbs/06_imitation.ipynb #6485f365
+
+# %% ../nbs/06_imitation.ipynb #14528f70
 @patch
 def _scoring_model(self: VRFTTrainer, model):
     "The model whose forward `shared_prefix_scoring` wraps (PEFT: its base model), or None where TRL's path must run."
@@ -285,6 +321,8 @@ def _scoring_model(self: VRFTTrainer, model):
     if checkpointing and inner.training: return None                                   # no KV cache in train mode
     return inner
 
+
+# %% ../nbs/06_imitation.ipynb #920704aa
 @patch
 def _get_per_token_logps_and_entropies(self: VRFTTrainer, model, input_ids, attention_mask, logits_to_keep,
                                        *args, **kwargs):
@@ -296,7 +334,8 @@ def _get_per_token_logps_and_entropies(self: VRFTTrainer, model, input_ids, atte
                                cast_fp32=self.args.cast_lm_head_to_fp32):
         return parent(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
 
-# %% ../nbs/06_imitation.ipynb #ecb0603d
+
+# %% ../nbs/06_imitation.ipynb #2ec8d32d
 def sft_dataset(dataset,                          # a TRL GRPO dataset: prompt, image(s), and demonstrations
                 column: str = "demonstration",    # the demonstration column
                ):
@@ -312,6 +351,8 @@ def sft_dataset(dataset,                          # a TRL GRPO dataset: prompt, 
     return Dataset.from_dict(dict(prompt=dataset["prompt"], images=images,
                                   completion=[[{"role": "assistant", "content": d}] for d in dataset[column]]))
 
+
+# %% ../nbs/06_imitation.ipynb #3189b840
 def sft_warm_start(model_path,                   # folder (or hub id) of the model to start from
                    dataset,                      # a TRL GRPO dataset with demonstrations (see add_demonstrations)
                    out_dir,                      # where the trained model + processor are saved
@@ -340,6 +381,8 @@ def sft_warm_start(model_path,                   # folder (or hub id) of the mod
     proc.save_pretrained(out_dir)
     return out_dir
 
+
+# %% ../nbs/06_imitation.ipynb #a5788aea
 def well_formed_rate(model, processor, dataset, n: int = 16, max_new_tokens: int = 48) -> float:
     "Share of greedy completions on the first `n` rows of a TRL dataset that follow the protocol exactly."
     from vrft_aug.core import parse_completion
@@ -348,3 +391,4 @@ def well_formed_rate(model, processor, dataset, n: int = 16, max_new_tokens: int
     images = [r["image"] if "image" in r else r["images"][0] for r in rows]
     outs = generate(model, processor, images, rows["prompt"], max_new_tokens=max_new_tokens)
     return sum(parse_completion(o).well_formed for o in outs) / len(outs)
+

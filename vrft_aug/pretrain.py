@@ -20,7 +20,7 @@ from .core import parse_completion, normalize_answer
 from .tiny import (TINY_SIZES, default_corpus, train_tiny_tokenizer, make_processor, tiny_config, load_tiny_vlm, generate,
                            file_hashes, file_sha256)
 from .prompts import load_templates
-from .rewards import box_iou, parse_boxes
+from .boxes import box_iou, parse_boxes
 
 # %% auto #0
 __all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KINDS', 'PROTOCOL_HINT', 'QUESTION_KINDS',

@@ -18,14 +18,15 @@ from sacrebleu.metrics import BLEU
 from .core import (PROTOCOLS, answer_block, boxed_answer, completion_text, normalize_answer, parse_completion,
                            well_formed_answer, well_formed_parts)
 from .grpo import SCALE_REWARDS, group_advantages
+from .matching import (ClassMatcher, _GRADE_RE, _aliases_key, _letters_from_text, _letters_key, _matcher, _norm,
+                               parse_grade, prompt_text)
+from .boxes import _gt_boxes, _greedy, _image_size, _iou, _to_frame, _visual_rft, box_giou, parse_boxes
 
 # %% auto #0
-__all__ = ['MAX_BOXES', 'MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'AGGREGATIONS',
-           'NamedReward', 'format_reward', 'format_reward_no_think', 'make_format_reward', 'ClassMatcher',
-           'prompt_text', 'option_letters_from_prompt', 'accuracy_reward', 'parse_boxes', 'box_iou', 'box_giou',
-           'iou_reward', 'make_iou_reward', 'mfrs_value', 'parse_grade', 'mfrs_reward', 'make_mfrs_reward',
-           'recitation_reward', 'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores',
-           'score_group']
+__all__ = ['MFRS_SCHEMES', 'RECITATION_METRICS', 'RECITATION_REFERENCES', 'REWARD_FACTORIES', 'AGGREGATIONS', 'NamedReward',
+           'format_reward', 'format_reward_no_think', 'make_format_reward', 'accuracy_reward', 'iou_reward',
+           'make_iou_reward', 'mfrs_value', 'mfrs_reward', 'make_mfrs_reward', 'recitation_reward',
+           'make_recitation_reward', 'RewardSpec', 'build_reward_funcs', 'GroupScores', 'score_group']
 
 # %% ../nbs/04_rewards.ipynb #01519574
 def _text(c) -> str:
@@ -41,11 +42,6 @@ def _answer_of(text: str, protocol: str = "tags") -> str | None:
     if protocol == "boxed": return boxed_answer(text)
     if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
     return answer_block(text)
-
-_norm_cached = lru_cache(maxsize=1 << 16)(normalize_answer)
-def _norm(s) -> str:
-    "`normalize_answer`, cached for the short strings (answers, class names) that repeat across a run."
-    return _norm_cached(s) if type(s) is str and len(s) <= 200 else normalize_answer(s)
 
 def _column(kw: dict, name: str, n: int) -> list:
     "Per-sample column `name` from TRL's kwargs (a list, one value per completion); missing is all None, a non-list is broadcast."
@@ -124,169 +120,10 @@ def make_format_reward(think: bool = True,     # the think protocol (True) or th
     return NamedReward(_format_reward, "format_reward" + ("" if think else "_no_think") + ("" if nonempty else "_allow_empty")
                        + ("_boxed" if protocol == "boxed" else ""), think=think, nonempty=nonempty, protocol=protocol)
 
-# %% ../nbs/04_rewards.ipynb #c82ff876
-_NEGATORS = frozenset("""not no non never none neither nor without isn isnt aren arent wasn wasnt doesn doesnt don dont
-    cannot cant unlikely except excluding exclude excluded rule ruled or either versus vs""".split())
+# %% ../nbs/04_rewards.ipynb #a738d80c
 _EMPTY_SET_ANSWERS = frozenset(["none", "no finding", "no findings", "nothing", "normal", "no abnormality",
                                 "no abnormalities", "healthy", "no disease", "no pathology", "empty"])
-# "B", "(B)", "[B]", "B.", "Option B", "The answer is (B)." -- the whole answer is one option letter
-_LETTER_ONLY = re.compile(r"\s*(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*)?"
-                          r"[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:]?\s*", re.I)
-# "B. lymphocyte", "(B) lymphocyte", "B) lymphocyte", "Option B: lymphocyte" -- a letter, then text
-_LETTER_PREFIX = re.compile(r"\s*(?:(?:option|choice)\s*)?(?:\(\s*([A-Za-z])\s*\)|\[\s*([A-Za-z])\s*\]|([A-Za-z])\s*[.):])"
-                            r"\s*(.+)", re.I | re.S)
-_OPTION_MARK = re.compile(r"(?:\(\s*[A-Z]\s*\)|(?<![A-Za-z0-9])[A-Z]\s*[.):])")
 
-def _plural(p: str) -> str:
-    return p + ("es" if p.endswith(("s", "x", "z", "ch", "sh")) else "s")
-
-# %% ../nbs/04_rewards.ipynb #d1ca3632
-class ClassMatcher:
-    "Decides which of `choices` an answer names (index), or None when it names none, several, or negates."
-    def __init__(self,
-                 choices: Sequence[str],                       # the class names, in label order
-                 aliases: dict | None = None,                  # class name -> list of alias strings
-                 letters: dict | None = None,                  # option letter -> class index
-                 max_words: int = 12):                         # longest answer accepted in phrase mode
-        self.choices, self.max_words, self._memo = list(choices), max_words, {}
-        self.norm_choices = [_norm(c) for c in self.choices]
-        self.letters = {k.lower(): v for k, v in (letters or {}).items()}
-        exact: dict[str, int] = {}
-        def add(phrase, i):
-            if not phrase: return
-            j = exact.get(phrase)
-            exact[phrase] = i if j is None or j == i else -1  # -1: the phrase names two classes (ambiguous)
-        norm_alias = {_norm(k): v for k, v in (aliases or {}).items()}
-        for i, c in enumerate(self.choices):
-            add(_norm(c), i)
-            al = norm_alias.get(_norm(c)) or []
-            for a in ([al] if isinstance(al, str) else al): add(_norm(a), i)
-        for p, i in list(exact.items()):  # plural and singular forms, unless they collide with a real name
-            if i < 0: continue
-            for v in (_plural(p), p[:-1] if p.endswith("s") and not p.endswith("ss") else None):
-                if v and v not in exact: exact[v] = i
-        self.exact = exact
-        alts = sorted(exact, key=len, reverse=True)
-        # normalised text is words separated by single spaces: a phrase boundary is a space or an end
-        self._mention = re.compile(r"(?<![^ ])(?:" + "|".join(map(re.escape, alts)) + r")(?![^ ])") if alts else None
-
-    def _phrase(self, a: str):
-        "(index | None, reason) for normalised text `a`, by exact phrase, then single mention."
-        if not a: return None, "empty"
-        i = self.exact.get(a)
-        if i is not None: return (i, "exact") if i >= 0 else (None, "ambiguous alias")
-        if self._mention is None: return None, "no class"
-        words = a.split(" ")
-        if len(words) > self.max_words: return None, "too long"
-        found, spans = set(), []
-        for m in self._mention.finditer(a):
-            found.add(self.exact[m.group()]); spans.append(m.span())
-        if not found: return None, "no class"
-        if len(found) > 1 or -1 in found: return None, "several classes"
-        rest, prev = [], 0
-        for s, e in spans: rest.append(a[prev:s]); prev = e
-        rest.append(a[prev:])
-        if any(w in _NEGATORS for w in " ".join(rest).split()): return None, "negated or enumerated"
-        return found.pop(), "mention"
-
-    def resolve(self, answer) -> int | None:
-        "Index of the class the answer names, or None (memoised: a policy repeats its answers)."
-        memo = self._memo
-        if answer in memo: return memo[answer]
-        r = self.explain(answer)[0]
-        if len(memo) < 4096 and type(answer) is str and len(answer) <= 200: memo[answer] = r
-        return r
-
-    def explain(self, answer) -> tuple[int | None, str]:
-        "(index | None, how it was decided) for one raw answer string."
-        if answer is None: return None, "no answer block"
-        a = _norm(answer)
-        i = self.exact.get(a)
-        if i is not None: return (i, "exact") if i >= 0 else (None, "ambiguous alias")
-        if self.letters and a:
-            m = _LETTER_ONLY.fullmatch(answer)
-            if m:
-                j = self.letters.get(m.group(1).lower())
-                return (j, "letter") if j is not None else (None, "unknown letter")
-            m = _LETTER_PREFIX.fullmatch(answer)
-            if m:
-                j = self.letters.get((m.group(1) or m.group(2) or m.group(3)).lower())
-                if j is not None:
-                    rest = _norm(m.group(4))
-                    k, why = self._phrase(rest)
-                    if k == j: return j, "letter and name"
-                    if k is None and why == "no class" and not any(w in _NEGATORS for w in rest.split()):
-                        return j, "letter"
-                    return None, "letter and name disagree"
-        return self._phrase(a)
-
-# %% ../nbs/04_rewards.ipynb #553f8b93
-@lru_cache(maxsize=4096)
-def _matcher(choices: tuple, aliases_key, letters_key, max_words: int) -> ClassMatcher:
-    return ClassMatcher(choices, dict(aliases_key) if aliases_key else None,
-                        dict(letters_key) if letters_key else None, max_words)
-
-def _aliases_key(aliases):
-    if not aliases: return None
-    if not isinstance(aliases, dict):
-        raise ValueError(f"aliases must be a dict class name -> list of aliases, got {type(aliases).__name__}")
-    return tuple((str(k), (v,) if isinstance(v, str) else tuple(v or ())) for k, v in aliases.items())
-
-# %% ../nbs/04_rewards.ipynb #119769de
-def prompt_text(prompt) -> str:
-    "All text of a prompt: a string, or chat messages of any role with string or multimodal-part content."
-    if prompt is None: return ""
-    if isinstance(prompt, str): return prompt
-    if isinstance(prompt, dict):
-        c = prompt.get("content", prompt.get("text", ""))
-        if isinstance(c, (list, tuple)): return "\n".join(prompt_text(p) for p in c)
-        return c if isinstance(c, str) else ""
-    if isinstance(prompt, (list, tuple)): return "\n".join(prompt_text(m) for m in prompt)
-    return ""
-
-def _name_regex(name: str) -> str:
-    words = _norm(name).split()
-    return r"[\W_]+".join(map(re.escape, words)) if words else r"(?!)"
-
-@lru_cache(maxsize=8192)
-def _letters_from_text(text: str, choices: tuple, aliases_key) -> tuple:
-    if not _OPTION_MARK.search(text): return ()
-    al = {_norm(k): v for k, v in (aliases_key or ())}
-    found = {}
-    for i, c in enumerate(choices):
-        names = [c, *al.get(_norm(c), ())]
-        pat = "|".join(_name_regex(n) for n in names)
-        m = re.search(r"(?:\(\s*([A-Z])\s*\)|(?<![A-Za-z0-9])([A-Z])\s*[.):])\s*(?i:" + pat + r")(?![A-Za-z0-9])", text)
-        if m: found[i] = m.group(1) or m.group(2)
-    letters = list(found.values())
-    if len(set(letters)) != len(letters): return ()  # not one-to-one: do not guess
-    return tuple((l, i) for i, l in found.items())
-
-def option_letters_from_prompt(prompt,            # a prompt string or chat messages
-                               choices: Sequence[str],  # the class names
-                               aliases: dict | None = None,  # class name -> aliases, also accepted after the letter
-                              ) -> dict[str, int]:
-    "Map option letter -> class index for the lettered options the prompt lists (empty when it lists none)."
-    return dict(_letters_from_text(prompt_text(prompt), tuple(map(str, choices)), _aliases_key(aliases)))
-
-def _letters_key(letters, choices: tuple):
-    "Normalise an `option_letters` column value: a list aligned with choices, or a dict letter -> class name/index."
-    if not letters: return None
-    if isinstance(letters, dict):
-        out = []
-        for l, c in letters.items():
-            if isinstance(c, int): out.append((str(l), c))
-            else:
-                norm = [_norm(x) for x in choices]
-                if _norm(c) not in norm:
-                    raise ValueError(f"option_letters maps {l!r} to {c!r}, which is not one of choices {list(choices)}")
-                out.append((str(l), norm.index(_norm(c))))
-        return tuple(out)
-    if len(letters) != len(choices):
-        raise ValueError(f"option_letters {list(letters)} must have one letter per choice ({len(choices)} choices)")
-    return tuple((str(l), i) for i, l in enumerate(letters))
-
-# %% ../nbs/04_rewards.ipynb #a738d80c
 def _resolve_solution(sol, choices, norm_choices, i):
     if isinstance(sol, bool): sol = int(sol)
     if isinstance(sol, int):
@@ -369,153 +206,6 @@ def _accuracy_context(prompt, sol, ch, al, let, task, max_words, i):
         return "multilabel", mt, _true_set(sol, ch, mt.norm_choices, i)
     return "single", mt, _resolve_solution(sol, ch, mt.norm_choices, i)
 
-# %% ../nbs/04_rewards.ipynb #bc7a3d78
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
-_BOX_RE = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
-                     rf"|\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
-_CONF_RE = re.compile(rf"(?:confidence|score|conf|prob(?:ability)?)['\"]?\s*[:=]\s*['\"]?({_NUM})", re.I)
-_DICT_RE = re.compile(r"\{[^{}]*\}")
-MAX_BOXES = 100
-
-def _box_from_match(m) -> tuple:
-    g = m.groups()
-    vals = g[:4] if g[0] is not None else g[4:]
-    return tuple(float(v) for v in vals)
-
-def parse_boxes(answer: str | None) -> list[tuple[tuple[float, float, float, float], float | None]]:
-    "Boxes `(x1, y1, x2, y2)` with their confidence (None when not given) found in an answer, in order, at most MAX_BOXES."
-    if not answer: return []
-    out = []
-    if "{" in answer:  # dict-like objects: a box and maybe a confidence in each
-        for d in _DICT_RE.finditer(answer):
-            seg = d.group()
-            m = _BOX_RE.search(seg)
-            if not m: continue
-            c = _CONF_RE.search(seg)
-            out.append((_box_from_match(m), float(c.group(1)) if c else None))
-            if len(out) >= MAX_BOXES: return out
-        if out: return out
-    for m in _BOX_RE.finditer(answer):
-        out.append((_box_from_match(m), None))
-        if len(out) >= MAX_BOXES: break
-    return out
-
-# %% ../nbs/04_rewards.ipynb #8f4be817
-def _ordered(b) -> tuple:
-    x1, y1, x2, y2 = b
-    if x2 < x1: x1, x2 = x2, x1
-    if y2 < y1: y1, y2 = y2, y1
-    return (x1, y1, x2, y2)
-
-def _iou(a, b) -> float:
-    "IoU of two ordered boxes."
-    ax1, ay1, ax2, ay2 = a; bx1, by1, bx2, by2 = b
-    iw = (ax2 if ax2 < bx2 else bx2) - (ax1 if ax1 > bx1 else bx1)
-    ih = (ay2 if ay2 < by2 else by2) - (ay1 if ay1 > by1 else by1)
-    if not (iw > 0 and ih > 0): return 0.0
-    inter = iw * ih
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    r = inter / union if union > 0 else 0.0
-    return r if 0.0 <= r <= 1.0 else (1.0 if r > 1.0 else 0.0)
-
-def box_iou(a, b) -> float:
-    "IoU of two boxes `[x1, y1, x2, y2]` (corners in any order); 0.0 when either has zero area."
-    return _iou(_ordered(a), _ordered(b))
-
-def box_giou(a, b) -> float:
-    "Generalised IoU in [-1, 1]; -1.0 when either box has zero area (so the mapped reward (g+1)/2 is 0)."
-    ax1, ay1, ax2, ay2 = _ordered(a); bx1, by1, bx2, by2 = _ordered(b)
-    area_a, area_b = (ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1)
-    if not (area_a > 0 and area_b > 0 and math.isfinite(area_a) and math.isfinite(area_b)): return -1.0
-    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    union = area_a + area_b - inter
-    hull = (max(ax2, bx2) - min(ax1, bx1)) * (max(ay2, by2) - min(ay1, by1))
-    g = inter / union - (hull - union) / hull
-    return max(-1.0, min(1.0, g))
-
-# %% ../nbs/04_rewards.ipynb #af348583
-def _image_size(size, image) -> tuple[float, float] | None:
-    "(W, H) from an `image_size` value, or from a PIL image / HxWxC array (first of a list), or None."
-    if size is not None:
-        try: w, h = (float(v) for v in size)
-        except (TypeError, ValueError): w = h = float("nan")
-        if not (w > 0 and h > 0 and math.isfinite(w) and math.isfinite(h)):
-            raise ValueError(f"image_size must be (width, height) with positive finite numbers, got {size!r}")
-        return w, h
-    if isinstance(image, (list, tuple)): image = image[0] if image else None
-    if image is None: return None
-    s = getattr(image, "size", None)
-    if isinstance(s, tuple) and len(s) == 2: return float(s[0]), float(s[1])  # PIL: (W, H)
-    shape = getattr(image, "shape", None)
-    if shape is not None and len(shape) >= 2:
-        if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4): return float(shape[2]), float(shape[1])
-        return float(shape[1]), float(shape[0])  # H x W (x C)
-    return None
-
-def _gt_boxes(bbox, i) -> list[tuple]:
-    "Ground-truth boxes of sample i (one box or a list of boxes), validated and ordered; [] when absent."
-    if bbox is None: return []
-    items = list(bbox)
-    if not items: return []
-    if not isinstance(items[0], (list, tuple)) and getattr(items[0], "__len__", None) is None: items = [items]
-    out = []
-    for b in items:
-        try: vals = tuple(float(v) for v in b)
-        except (TypeError, ValueError): vals = ()
-        if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
-            raise ValueError(f"bbox of sample {i} must be [x1, y1, x2, y2] (or a list of them) with finite numbers, "
-                             f"got {bbox!r}")
-        out.append(_ordered(vals))
-    return out
-
-def _to_frame(box, coords, size, model_size) -> tuple:
-    "A predicted box converted to ground-truth pixels, reordered and clipped (zero area if not finite)."
-    x1, y1, x2, y2 = box
-    if coords == "absolute":
-        if size is not None and model_size is not None:
-            sx, sy = size[0] / model_size[0], size[1] / model_size[1]
-            x1, x2, y1, y2 = x1 * sx, x2 * sx, y1 * sy, y2 * sy
-    else:
-        k = 1000.0 if coords == "norm1000" else 1.0
-        x1, x2, y1, y2 = x1 * size[0] / k, x2 * size[0] / k, y1 * size[1] / k, y2 * size[1] / k
-    if not math.isfinite(x1 + y1 + x2 + y2): return (0.0, 0.0, 0.0, 0.0)  # inf, nan, or absurdly large
-    if x2 < x1: x1, x2 = x2, x1
-    if y2 < y1: y1, y2 = y2, y1
-    W, H = size if size is not None else (math.inf, math.inf)
-    x1 = 0.0 if x1 < 0.0 else (W if x1 > W else x1); x2 = 0.0 if x2 < 0.0 else (W if x2 > W else x2)
-    y1 = 0.0 if y1 < 0.0 else (H if y1 > H else y1); y2 = 0.0 if y2 < 0.0 else (H if y2 > H else y2)
-    return (x1, y1, x2, y2)
-
-# %% ../nbs/04_rewards.ipynb #a65dc70e
-def _greedy(gts, preds, score) -> float:
-    "Pair boxes greedily by decreasing score (each used once); sum of paired scores / max(#gt, #pred)."
-    if len(gts) == 1 and len(preds) == 1: return score(gts[0], preds[0])
-    pairs = sorted(((score(g, p), gi, pi) for gi, g in enumerate(gts) for pi, p in enumerate(preds)), reverse=True)
-    used_g, used_p, total = set(), set(), 0.0
-    for s, gi, pi in pairs:
-        if s <= 0: break
-        if gi in used_g or pi in used_p: continue
-        used_g.add(gi); used_p.add(pi); total += s
-    return total / max(len(gts), len(preds))
-
-def _visual_rft(gts, preds, threshold) -> tuple[float, float]:
-    "Visual-RFT's (IoU reward, confidence reward): confidence-ordered greedy matching at IoU > threshold."
-    seen, uniq = set(), []
-    for b, c in preds:
-        if b not in seen: seen.add(b); uniq.append((b, 1.0 if c is None else min(1.0, max(0.0, c))))
-    uniq.sort(key=lambda bc: -bc[1])
-    matched, ious, conf_r = set(), 0.0, 0.0
-    for b, c in uniq:
-        best, bi = 0.0, -1
-        for gi, g in enumerate(gts):
-            if gi not in matched:
-                v = _iou(g, b)
-                if v > best: best, bi = v, gi
-        if best > threshold: matched.add(bi); ious += best; conf_r += c
-        else: conf_r += 1.0 - c
-    return min(1.0, ious / max(len(gts), len(uniq))), conf_r / len(uniq)
-
 # %% ../nbs/04_rewards.ipynb #248a0c60
 _IOU_MODES = ("iou", "giou", "visual_rft", "confidence")
 _COORDS = ("absolute", "norm1000", "relative")
@@ -583,8 +273,6 @@ def make_iou_reward(mode: str = "iou",         # "iou", "giou" ((GIoU+1)/2), "vi
 # %% ../nbs/04_rewards.ipynb #9432068c
 MFRS_SCHEMES = ("exp", "table", "linear", "power", "binary")
 _MFRS_TABLE = (1.0, 0.5, 0.1)
-_GRADE_RE = re.compile(r"\s*(?:(?:grade|level|stage|class|category|score)\s*[:#\-]?\s*)?(\d{1,3})"
-                       r"(?:\s*(?:/|of|out\s+of)\s*\d{1,3})?\s*\.?\s*", re.I)
 
 def _check_values(values) -> tuple:
     try: vals = tuple(float(v) for v in values)
@@ -615,13 +303,6 @@ def mfrs_value(d: int,                        # grade distance |predicted - true
     raise ValueError(f"unknown MFRS scheme {scheme!r}: use one of {MFRS_SCHEMES} or a list of values")
 
 # %% ../nbs/04_rewards.ipynb #a590eb42
-def parse_grade(answer: str | None, matcher: ClassMatcher | None = None) -> int | None:
-    "The grade an answer names: a number (`2`, `grade 2`, `2/4`), else a grade name via `matcher`; None if unclear."
-    if answer is None: return None
-    m = _GRADE_RE.fullmatch(answer)
-    if m: return int(m.group(1))
-    return matcher.resolve(answer) if matcher is not None else None
-
 def _true_grade(g, matcher, i) -> int:
     if isinstance(g, bool) or g is None: raise ValueError(f"grade of sample {i} must be an integer, got {g!r}")
     if isinstance(g, str):
