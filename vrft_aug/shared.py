@@ -289,6 +289,7 @@ def completion_logps(lm_head,                    # the model's output embeddings
                                                  _CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, outputs)
     return tuple(None if x is None else x.view(B, C).masked_fill(~mask, 0) for x in per_token)
 
+# %% ../nbs/05a_shared.ipynb #42cbbe18
 _SCORING_KWARGS = {"input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids", "labels",
                    "fused_lm_head"}
 
