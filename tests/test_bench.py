@@ -189,3 +189,24 @@ def test_every_mutant_still_applies():
     assert r.returncode == 0, r.stderr[-2000:]
     import mutants
     assert len(mutants.MUTANTS) >= 10 and all(m.tests and m.tests[0].startswith("tests/") for m in mutants.MUTANTS)
+
+def test_reading_probe_examples():
+    "Exactly one definition line matches the image's description, and the target answers with the name after it."
+    import numpy as np
+    from reading_probe import describe, make_example
+    rng = np.random.default_rng(0)
+    names = iter(f"nm{i}" for i in range(10_000))
+    for k in (2, 3, 4):
+        for think_line in (False, True):
+            q, target, name = make_example(rng, k, lambda r: next(names), think_line, "→")
+            image = q.split("\n")[0].removeprefix("Image: ").rstrip(".")
+            lines = [l for l in q.split("\n") if l.startswith("- ")]
+            assert len(lines) == k and [l for l in lines if l.startswith(f"- {image} →")] == [f"- {image} → {name}"]
+            assert target.endswith(f"<answer> {name} </answer>") and (f"{image} → {name}" in target) == think_line
+
+def test_reading_probe_quick(tmp_path):
+    res = _run("reading_probe.py", tmp_path, "--quick", "--think-line")
+    _machine(res)
+    assert res["settings"]["think_line"] and len(res["curve"]) == 2
+    for p in res["curve"]:
+        _positive(p["loss"]); assert 0 <= p["accuracy"] <= p["valid"] <= 1, p    # a right answer is a listed name

@@ -1,0 +1,148 @@
+"""Text-only reading probe for the tiny base (issue 12): can the base-size language model learn to answer with the
+made-up name whose definition matches a description, when the description is given in words instead of an image?
+
+Perfect perception, short prompts: isolates the reading step (find the definition line that matches, copy its name)
+from vision. A fresh randomly initialised model of `TINY_SIZES["base"]` with the committed base's tokenizer, trained
+with AdamW on fresh examples every step (batch 64; 2 names for the first 15% of steps, 3 for the next 15%, then 2-4),
+and scored greedily every 250 steps on 64 fixed 4-name questions (chance 0.25). An example:
+
+    user:      Image: a small red circle.
+               Classes:
+               - a large blue square → tosen
+               - a small red circle → pelamu
+               Which class is it?
+    assistant: <think> a small red circle </think><answer> pelamu </answer>
+
+Options change the layout: `--think-line` makes the think restate the whole matching line (`a small red circle →
+pelamu`), so the answer is copied from the model's own think; `--one-piece` draws each name from one vocabulary piece
+instead of 1-3 pieces or syllables; `--sep` sets the separator between description and name.
+
+    .venv/bin/python bench/reading_probe.py --quick                    # smoke: 20 steps of 8, 8 questions, tmp output
+    OMP_NUM_THREADS=1 .venv/bin/python bench/reading_probe.py --steps 3000                  # bench/results/reading_probe.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/reading_probe.py --steps 3000 --think-line     # ..._think-line.json
+"""
+from __future__ import annotations
+import argparse, math, sys, time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, quiet, result_path, write_json  # noqa: E402
+
+SIZES = ("small", "medium", "large")
+
+def describe(a: tuple) -> str: return f"a {a[0]} {a[1]} {a[2]}"
+
+def make_example(rng, k: int, names_fn, think_line: bool, sep: str) -> tuple[str, str, str]:
+    "(question, target completion, right name) with k definitions, the first attribute set being the image's."
+    from vrft_aug.pretrain import PALETTE, SHAPES
+    colours = list(PALETTE)
+    draw = lambda: (SIZES[rng.integers(3)], colours[rng.integers(len(colours))], SHAPES[rng.integers(len(SHAPES))])
+    defs = [draw()]
+    while len(defs) < k:
+        if (a := draw()) not in defs: defs.append(a)
+    names = []
+    while len(names) < k:
+        if (n := names_fn(rng)) not in names: names.append(n)
+    lines = [f"- {describe(defs[i])} {sep} {names[i]}" for i in rng.permutation(k)]
+    question = f"Image: {describe(defs[0])}.\nClasses:\n" + "\n".join(lines) + "\nWhich class is it?"
+    think = f"{describe(defs[0])} {sep} {names[0]}" if think_line else describe(defs[0])
+    return question, f"<think> {think} </think><answer> {names[0]} </answer>", names[0]
+
+def encode(tok, questions, completions):
+    "Right-padded ids, mask and labels (completion and its <|im_end|> only) for chat-formatted text-only examples."
+    import torch
+    ids, labels = [], []
+    for q, c in zip(questions, completions):
+        p = tok(tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False),
+                add_special_tokens=False)["input_ids"]
+        t = tok(c + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        ids.append(p + t); labels.append([-100] * len(p) + t)
+    L = max(map(len, ids))
+    pad = lambda rows, v: torch.tensor([r + [v] * (L - len(r)) for r in rows])
+    return pad(ids, tok.pad_token_id), pad([[1] * len(r) for r in ids], 0), pad(labels, -100)
+
+def evaluate(model, tok, questions, sep: str, batch: int = 32) -> dict:
+    "Greedy answers: exact accuracy, and the share that is a listed name (valid)."
+    import torch
+    from vrft_aug.core import parse_completion
+    ok = valid = 0
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        with torch.no_grad():
+            for i in range(0, len(questions), batch):
+                chunk = questions[i:i + batch]
+                enc = tok([tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                                   tokenize=False) for q, _ in chunk],
+                          return_tensors="pt", padding=True, add_special_tokens=False)
+                out = model.generate(**enc, max_new_tokens=32, do_sample=False, pad_token_id=tok.pad_token_id,
+                                     eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+                for (q, name), o in zip(chunk, out[:, enc["input_ids"].size(1):]):
+                    ans = (parse_completion(tok.decode(o, skip_special_tokens=True)).answer or "").strip()
+                    ok += ans == name
+                    valid += bool(ans) and f"{sep} {ans}\n" in q + "\n"
+    finally: tok.padding_side = side
+    return dict(accuracy=ok / len(questions), valid=valid / len(questions))
+
+def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool = False, one_piece: bool = False,
+        sep: str = "→", n_eval: int = 64, eval_every: int = 250, threads: int = 1, seed: int = 0,
+        quick: bool = False, out=None) -> dict:
+    import numpy as np, torch
+    import torch.nn.functional as F
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    from vrft_aug.pipeline import tiny_base_dir
+    from vrft_aug.pretrain import made_up_name, name_pieces
+    from vrft_aug.tiny import TINY_SIZES, load_tiny_vlm, tiny_config
+    quiet(); torch.set_num_threads(threads)
+    if quick: steps, batch, n_eval, eval_every = 20, 8, 8, 10
+    tag = "_".join(x for x in ("think-line" if think_line else "", "one-piece" if one_piece else "") if x)
+    out = result_path("reading_probe" + (f"_{tag}" if tag else ""), quick, out)
+    tok = load_tiny_vlm(tiny_base_dir())[1].tokenizer
+    pieces = name_pieces(tok)
+    names_fn = (lambda rng: str(pieces[int(rng.integers(len(pieces)))])) if one_piece else (lambda rng: made_up_name(rng, pieces))
+    ex = lambda rng, k: make_example(rng, k, names_fn, think_line, sep)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(tiny_config(TINY_SIZES["base"], tok)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    erng = np.random.default_rng(999)
+    questions = [(q, n) for q, _, n in (ex(erng, 4) for _ in range(n_eval))]
+    rng, hist, window, t0 = np.random.default_rng(seed), [], [], time.perf_counter()
+    res = dict(settings=dict(steps=steps, batch=batch, lr=lr, think_line=think_line, one_piece=one_piece, sep=sep,
+                             n_eval=n_eval, threads=threads, seed=seed), machine_start=machine(), curve=hist)
+    for step in range(steps):
+        for g in opt.param_groups:   # linear warm-up over 100 steps, cosine to 5% of the peak
+            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        k = 2 if step < 0.15 * steps else 3 if step < 0.3 * steps else int(rng.integers(2, 5))
+        q, c, _ = zip(*(ex(rng, k) for _ in range(batch)))
+        ids, mask, labels = encode(tok, q, c)
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+        keep = labels[:, 1:] != -100
+        loss = F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
+        loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
+        window.append(loss.item())
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            model.eval(); scores = evaluate(model, tok, questions, sep); model.train()
+            hist.append(dict(step=step + 1, loss=round(float(np.mean(window)), 4), **scores,
+                             seconds=round(time.perf_counter() - t0, 1)))
+            print(hist[-1], flush=True); window = []
+            write_json(res, out)
+    res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
+    write_json(res, out); res["out"] = str(out)
+    return res
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--think-line", action="store_true", help="the think restates the whole matching definition line")
+    ap.add_argument("--one-piece", action="store_true", help="names of one vocabulary piece")
+    ap.add_argument("--sep", default="→", help="separator between a description and its name")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 20 steps, 8 questions, output in a temporary folder")
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args(argv)
+    res = run(a.steps, a.batch, a.lr, a.think_line, a.one_piece, a.sep, threads=a.threads, quick=a.quick, out=a.out)
+    print(f"final: {res['curve'][-1]} -> {res['out']}")
+
+if __name__ == "__main__":
+    main()
