@@ -210,3 +210,11 @@ def test_reading_probe_quick(tmp_path):
     assert res["settings"]["think_line"] and len(res["curve"]) == 2
     for p in res["curve"]:
         _positive(p["loss"]); assert 0 <= p["accuracy"] <= p["valid"] <= 1, p    # a right answer is a listed name
+
+def test_vision_probe_quick(tmp_path):
+    res = _run("vision_probe.py", tmp_path, "--quick")
+    _machine(res)
+    assert res["settings"]["object_term"] and len(res["curve"]) == 2
+    for p in res["curve"]:
+        _positive(p["loss"])
+        assert all(0 <= p[k] <= 1 for k in ("token_colour", "token_shape", "object_shape", "object_size")), p

@@ -23,15 +23,16 @@ from .prompts import load_templates
 from .boxes import box_iou, parse_boxes
 
 # %% auto #0
-__all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KINDS', 'PROTOCOL_HINT', 'QUESTION_KINDS',
-           'N_COLOUR_BINS', 'N_SHAPE_BINS', 'TINY_BASE_FILES', 'nearest_colour', 'position_name', 'SceneObject',
-           'Scene', 'draw_scene', 'inner_text', 'describe_object', 'scene_think', 'option_lines', 'with_options',
-           'box_text', 'box_question', 'question_kinds', 'made_up_name', 'scene_qa', 'target_text',
-           'compact_definition', 'definition', 'scene_attributes', 'fits', 'reading_qa', 'knowledge_class_names',
-           'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch', 'lm_loss', 'token_targets',
-           'PerceptionProbe', 'PretrainConfig', 'sample_examples', 'name_pieces', 'train_base', 'eval_perception',
-           'rotate_definitions', 'eval_reading', 'eval_synthmed', 'build_pretrained_base', 'verify_base',
-           'tiny_base_path', 'load_pretrained_base', 'description_demonstration', 'dataset_sampler']
+__all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KINDS', 'PROTOCOL_HINT', 'QUESTION_KINDS', 'ARROW',
+           'N_COLOUR_BINS', 'N_SHAPE_BINS', 'OBJECT_SIZES', 'TINY_BASE_FILES', 'nearest_colour', 'position_name',
+           'SceneObject', 'Scene', 'draw_scene', 'inner_text', 'describe_object', 'scene_think', 'option_lines',
+           'with_options', 'box_text', 'box_question', 'question_kinds', 'made_up_name', 'scene_qa', 'target_text',
+           'compact_definition', 'definition', 'scene_attributes', 'fits', 'reading_qa', 'compact_line',
+           'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch',
+           'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig', 'sample_examples',
+           'train_vision', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions', 'eval_reading',
+           'eval_synthmed', 'build_pretrained_base', 'verify_base', 'tiny_base_path', 'load_pretrained_base',
+           'description_demonstration', 'dataset_sampler']
 
 # %% ../nbs/07_pretrain.ipynb #c006
 PALETTE = {
@@ -366,8 +367,8 @@ def scene_qa(scene: Scene, rng: np.random.Generator, kind: str | None = None, mo
     return dict(question=text, think=think, answer=ans, kind=kind, options=opts)
 
 def target_text(qa: dict) -> str:
-    "The completion the model is trained to write."
-    return f"<think>{qa['think']}</think><answer>{qa['answer']}</answer>"
+    "The completion the model is trained to write, spaced like `imitation.demonstration`: a name is the same tokens here as in the prompt."
+    return f"<think> {qa['think']} </think><answer> {qa['answer']} </answer>"
 
 # %% ../nbs/07_pretrain.ipynb #c023
 def _size_word(rng, size: str) -> str:
@@ -470,10 +471,17 @@ def reading_qa(scene: Scene, rng: np.random.Generator, n_classes: int | None = N
     if long:
         header = _HEADERS[int(rng.integers(len(_HEADERS)))].format(desc=_DESCRIPTIONS[int(rng.integers(len(_DESCRIPTIONS)))])
         lines = "\n".join(f"- {n}: {definition(rng, a)}" for n, a in zip(names, attrs))
-    else: header, lines = _HEADERS[2], "\n".join(f"- {n}: {compact_definition(a)}" for n, a in zip(names, attrs))
+    else: header, lines = _HEADERS[2], "\n".join(compact_line(n, a) for n, a in zip(names, attrs))
     q = f"{_QUESTIONS[int(rng.integers(len(_QUESTIONS)))]}\n{option_lines(names, style)}\n\n{header}\n{lines}\n\n{_answer_rule(style)} {PROTOCOL_HINT}"
-    return dict(question=q, think=scene_think(scene, where=False), kind="reading", names=names, attrs=attrs,
-                answer=chr(65 + names.index(ans)) if style == "letter" else ans, options=names)
+    return dict(question=q, think=f"{compact_definition(true)} {ARROW} {ans}", kind="reading", names=names, attrs=attrs,
+                answer=chr(65 + names.index(ans)) if style == "letter" else ans, options=names, layout="long" if long else "compact")
+
+ARROW = "→"
+
+def compact_line(name: str, a: dict) -> str:
+    "One short definition, description first: `- a large red circle → zorvik`."
+    return f"- {compact_definition(a)} {ARROW} {name}"
+
 
 _WORDS = tuple(("apple river stone cloud lamp garden button candle marble pepper violin anchor rocket basket harbor "
                 "lantern meadow pillow saddle timber velvet walnut copper falcon goblet hazel igloo jasper kettle lotus").split())
@@ -566,11 +574,30 @@ def token_targets(scenes: list[Scene], grid: int) -> tuple[torch.Tensor, torch.T
         out.append(torch.from_numpy(np.concatenate(rows)))
     return out[0], out[1]
 
+OBJECT_SIZES = tuple(SIZES) + ("spot",)
+
+def object_pooling(scenes: list[Scene], grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Per drawn object: weights over all merged tokens (its box's overlap with each token, summing to 1), shape and size ids."
+    rows, shapes, sizes, T = [], [], [], grid * grid
+    for i, s in enumerate(scenes):
+        edges = np.arange(grid + 1) * s.side / grid
+        for o in s.objects:
+            x1, y1, x2, y2 = o.box
+            ox = np.clip(np.minimum(x2, edges[1:]) - np.maximum(x1, edges[:-1]), 0, None)
+            oy = np.clip(np.minimum(y2, edges[1:]) - np.maximum(y1, edges[:-1]), 0, None)
+            w = np.outer(oy, ox).ravel()                 # raster order: row (y) major, as the tokens
+            if w.sum() == 0: continue
+            row = np.zeros(len(scenes) * T, np.float32); row[i * T:(i + 1) * T] = w / w.sum()
+            rows.append(row); shapes.append(SHAPES.index(o.shape)); sizes.append(OBJECT_SIZES.index(o.size))
+    if not rows: return torch.zeros(0, len(scenes) * T), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.from_numpy(np.stack(rows)), torch.tensor(shapes), torch.tensor(sizes)
+
 class PerceptionProbe(torch.nn.Module):
-    "One linear layer from a merged image token to colour and shape logits; captures the vision tower's output with a hook."
+    "Linear heads on the vision tower's merged tokens (captured with a hook): colour and shape per token, shape and size per object."
     def __init__(self, model):
         super().__init__()
         self.linear = torch.nn.Linear(model.config.vision_config.out_hidden_size, N_COLOUR_BINS + N_SHAPE_BINS)
+        self.objects = torch.nn.Linear(model.config.vision_config.out_hidden_size, len(SHAPES) + len(OBJECT_SIZES))
         self.tokens = None
         self._hook = model.model.visual.register_forward_hook(self._keep)
     def _keep(self, module, args, out): self.tokens = out.pooler_output if hasattr(out, "pooler_output") else out
@@ -578,8 +605,18 @@ class PerceptionProbe(torch.nn.Module):
         "$\\mathcal L_{probe}$ for the images of the last forward pass."
         p, q = token_targets(scenes, grid)
         logits = self.linear(self.tokens)
-        return -(p * F.log_softmax(logits[:, :N_COLOUR_BINS], -1)).sum(-1).mean() \
+        loss = -(p * F.log_softmax(logits[:, :N_COLOUR_BINS], -1)).sum(-1).mean() \
                - (q * F.log_softmax(logits[:, N_COLOUR_BINS:], -1)).sum(-1).mean()
+        return loss + self.object_loss(scenes, grid)
+    def object_logits(self, scenes: list[Scene], grid: int):
+        "(shape and size logits per object, shape ids, size ids) for the images of the last forward pass."
+        w, shapes, sizes = object_pooling(scenes, grid)
+        return self.objects(w @ self.tokens), shapes, sizes
+    def object_loss(self, scenes: list[Scene], grid: int) -> torch.Tensor:
+        "Cross-entropy of each object's shape and size, read from its box's tokens pooled."
+        logits, shapes, sizes = self.object_logits(scenes, grid)
+        if len(shapes) == 0: return self.tokens.sum() * 0
+        return F.cross_entropy(logits[:, :len(SHAPES)], shapes) + F.cross_entropy(logits[:, len(SHAPES):], sizes)
     def remove(self): self._hook.remove()
 
 # %% ../nbs/07_pretrain.ipynb #c040
@@ -590,11 +627,13 @@ class PretrainConfig:
     image_size: int = 56             # scene side in pixels (SynthMed's default size too)
     model_image_size: int = 112      # the processor shows every image at this side: 16 merged image tokens
     vocab_size: int = 1536           # BPE vocabulary of the tokenizer
-    steps: int = 3600                # optimiser steps
+    vision_steps: int = 800          # stage 1: the vision tower, merger and probe alone, before any language-model step
+    vision_batch_size: int = 64      # images per stage-1 step
+    steps: int = 5000                # stage 2: language-model optimiser steps
     batch_size: int = 32             # examples per perception step
     reading_batch_size: int = 12     # examples per long reading step (short ones use batch_size)
-    reading_share: float = 0.6       # fraction of steps that are reading steps
-    long_reading_share: float = 0.25 # of those, the share with knowledge-prompt-length definitions (the rest: short ones)
+    reading_share: float = 0.65      # fraction of steps that are reading steps
+    long_reading_share: float = 0.2  # of those, the share with knowledge-prompt-length definitions (the rest: short ones)
     lr: float = 3e-3                 # peak AdamW learning rate
     warmup_steps: int = 50           # linear warm-up, then cosine decay to 5% of the peak
     weight_decay: float = 0.01
@@ -603,7 +642,7 @@ class PretrainConfig:
     reading_mix: dict = field(default_factory=lambda: {"single": .35, "count": .3, "composite": .35})     # reading scenes
     threads: int = 2                 # torch threads (part of the bit-for-bit recipe)
     log_every: int = 50              # loss curve resolution (steps)
-    eval_every: int = 900            # small greedy evaluation during training for the learning curves (0: none)
+    eval_every: int = 1000           # small greedy evaluation during training for the learning curves (0: none)
     eval_n: int = 40                 # fresh examples per question kind in the final evaluation (0: skip)
     synthmed_n: int = 100            # SynthMed test images per task and prompt in the final zero-shot table (0: skip)
 
@@ -625,6 +664,27 @@ def sample_examples(rng, n: int, reading: bool, cfg: PretrainConfig, pieces=(), 
         if qa is not None: out.append((s, qa["question"], target_text(qa)))
     return out
 
+# %% ../nbs/07_pretrain.ipynb #0e8020ff
+def train_vision(model, processor, probe: PerceptionProbe, rng: np.random.Generator, cfg: PretrainConfig, grid: int,
+                 log=print) -> dict:
+    "Stage 1: the vision tower and merger learn from the probe's targets alone (no text); returns the loss curve."
+    vision = model.model.visual
+    params = list(vision.parameters()) + list(probe.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hist, window = dict(step=[], probe=[]), []
+    for step in range(cfg.vision_steps):
+        for g in opt.param_groups: g["lr"] = cfg.lr * _lr_factor(step, cfg.vision_steps, cfg.warmup_steps)
+        scenes = [draw_scene(rng, _pick(rng, cfg.mix), cfg.image_size) for _ in range(cfg.vision_batch_size)]
+        enc = processor.image_processor(images=[s.image for s in scenes], return_tensors="pt")
+        vision(enc["pixel_values"], grid_thw=enc["image_grid_thw"])          # the probe's hook keeps the merged tokens
+        loss = probe.loss(scenes, grid)
+        loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
+        window.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step == cfg.vision_steps - 1:
+            hist["step"].append(step + 1); hist["probe"].append(round(float(np.mean(window)), 4)); window = []
+            if log: log(f"vision {step + 1:5d}  probe {hist['probe'][-1]}")
+    return hist
+
 # %% ../nbs/07_pretrain.ipynb #c041
 def name_pieces(tokenizer) -> list[str]:
     "Lower-case alphabetic vocabulary pieces (2+ letters) that made-up names are glued from."
@@ -637,13 +697,14 @@ def train_base(model, processor, rng: np.random.Generator, cfg: PretrainConfig,
               ) -> dict:
     "Pre-train `model` in place; returns the history (mean losses every `log_every` steps, evaluations)."
     probe = PerceptionProbe(model) if cfg.probe_weight else None
-    params = list(model.parameters()) + (list(probe.parameters()) if probe else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     grid = cfg.model_image_size // (model.config.vision_config.patch_size * model.config.vision_config.spatial_merge_size)
     pieces = name_pieces(processor.tokenizer)
     hist, window = dict(step=[], perception=[], reading=[], probe=[], evals=[]), dict(perception=[], reading=[], probe=[])
     model.train()
     try:
+        if cfg.vision_steps: hist["vision"] = train_vision(model, processor, probe, rng, cfg, grid, log)
+        params = list(model.parameters()) + (list(probe.parameters()) if probe else [])
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         for step in range(cfg.steps):
             for g in opt.param_groups: g["lr"] = cfg.lr * _lr_factor(step, cfg.steps, cfg.warmup_steps)
             reading = bool(rng.random() < cfg.reading_share)
@@ -725,20 +786,29 @@ def _model_side(processor, image_size: int) -> int:
 # %% ../nbs/07_pretrain.ipynb #c044
 def rotate_definitions(qa: dict) -> dict:
     "The same reading question with every definition moved to the next name (the image now fits the previous name's line)."
-    lines = qa["question"].split("\n")
-    idx = [i for i, l in enumerate(lines) if l.startswith("- ") and ": " in l and l[2:].split(": ", 1)[0] in qa["names"]]
-    defs = [lines[i].split(": ", 1)[1] for i in idx]
-    for j, i in enumerate(idx): lines[i] = f"- {qa['names'][j]}: {defs[(j + 1) % len(defs)]}"
+    lines, names = qa["question"].split("\n"), qa["names"]
+    if qa.get("layout") == "compact":     # `- description → name`
+        idx = [i for i, l in enumerate(lines) if l.startswith("- ") and f" {ARROW} " in l and l.rsplit(f" {ARROW} ", 1)[1] in names]
+        defs = [lines[i][2:].rsplit(f" {ARROW} ", 1)[0] for i in idx]
+        line = lambda n, d: f"- {d} {ARROW} {n}"
+    else:                                 # `- name: description`
+        idx = [i for i, l in enumerate(lines) if l.startswith("- ") and ": " in l and l[2:].split(": ", 1)[0] in names]
+        defs = [lines[i].split(": ", 1)[1] for i in idx]
+        line = lambda n, d: f"- {n}: {d}"
+    if len(idx) != len(names): raise ValueError(f"rotate_definitions: found {len(idx)} definition lines for {len(names)} names")
+    for j, i in enumerate(idx): lines[i] = line(names[j], defs[(j + 1) % len(defs)])   # lines stand in the order of `names`
     truth = qa["answer"] if qa["answer"] in qa["names"] else qa["names"][ord(qa["answer"]) - 65]
     follow = qa["names"][(qa["names"].index(truth) - 1) % len(qa["names"])]
     return dict(qa, question="\n".join(lines), follow=follow)
 
-def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: int = 56, n_classes: int = 4) -> dict:
+def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: int = 56, n_classes: int = 4,
+                 long: bool = False,   # knowledge-prompt layout (`- name: definition`, varied wording); False: `- description → name`
+                ) -> dict:
     "Accuracy on reading questions, and on the same questions with rotated definitions (accuracy and share following them)."
     rng, ex = np.random.default_rng(seed), []
     while len(ex) < n:
         s = draw_scene(rng, ("single", "composite", "count")[len(ex) % 3], image_size)
-        qa = reading_qa(s, rng, n_classes=n_classes)
+        qa = reading_qa(s, rng, n_classes=n_classes, long=long)
         if qa is not None: ex.append((s, qa))
     res = {}
     for rotated in (False, True):
@@ -793,12 +863,14 @@ def _new_model(cfg: PretrainConfig, seed: int, tmp: Path):
 
 def _check_config(cfg: PretrainConfig) -> None:
     if cfg.size not in TINY_SIZES: raise ValueError(f"PretrainConfig.size={cfg.size!r}: expected one of {sorted(TINY_SIZES)}")
-    for k in ("steps", "eval_n", "synthmed_n", "eval_every"):
+    for k in ("steps", "vision_steps", "eval_n", "synthmed_n", "eval_every"):
         if getattr(cfg, k) < 0: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected >= 0")
-    for k in ("batch_size", "reading_batch_size", "log_every", "threads"):
+    for k in ("batch_size", "vision_batch_size", "reading_batch_size", "log_every", "threads"):
         if getattr(cfg, k) < 1: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected >= 1")
     for k in ("reading_share", "long_reading_share"):
         if not 0 <= getattr(cfg, k) <= 1: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected 0..1")
+    if cfg.vision_steps and not cfg.probe_weight:
+        raise ValueError(f"PretrainConfig.vision_steps={cfg.vision_steps} needs probe_weight > 0 (stage 1 learns from the probe alone)")
     if cfg.model_image_size % 28: raise ValueError(f"PretrainConfig.model_image_size={cfg.model_image_size}: expected a multiple of 28 (patch 14 x merge 2)")
     for name, mix, allowed in (("mix", cfg.mix, SCENE_KINDS), ("reading_mix", cfg.reading_mix, ("single", "count", "composite"))):
         bad = [k for k in mix if k not in allowed]
@@ -823,13 +895,15 @@ def build_pretrained_base(out_dir,                      # folder to write the ba
         rng = np.random.default_rng(seed)
         t1 = time.perf_counter()
         quick = lambda step: dict(perception=eval_perception(model, processor, 10, image_size=cfg.image_size),
-                                  reading=eval_reading(model, processor, 24, image_size=cfg.image_size))
+                                  reading=eval_reading(model, processor, 24, image_size=cfg.image_size),
+                                  reading_long=eval_reading(model, processor, 24, image_size=cfg.image_size, long=True))
         hist = train_base(model, processor, rng, cfg, log=log, evaluate_fn=quick if cfg.eval_every else None)
         t2 = time.perf_counter()
         scores = {}
         if cfg.eval_n:
             scores = dict(perception=eval_perception(model, processor, cfg.eval_n, image_size=cfg.image_size),
-                          reading=eval_reading(model, processor, 3 * cfg.eval_n, image_size=cfg.image_size))
+                          reading=eval_reading(model, processor, 3 * cfg.eval_n, image_size=cfg.image_size),
+                          reading_long=eval_reading(model, processor, 3 * cfg.eval_n, image_size=cfg.image_size, long=True))
         if cfg.synthmed_n: scores["synthmed_zero_shot"] = eval_synthmed(model, processor, cfg.synthmed_n)
         t3 = time.perf_counter()
         out.mkdir(parents=True, exist_ok=True)
@@ -897,7 +971,7 @@ def description_demonstration(sample, # a vrft_aug.data.Sample
         think, ans = kb.text(name), name
     else: raise ValueError(f"description_demonstration: task {sample.task!r} of {sample.id} is not supported (classification, binary, grading, localization)")
     think = " ".join(think.split()[:words]).rstrip(",;:")
-    return f"<think>{think}</think><answer>{ans}</answer>"
+    return f"<think> {think} </think><answer> {ans} </answer>"
 
 def dataset_sampler(dataset, prompt_fn=None, kb=None, words: int = 8):
     "A sampler of (image, prompt, demonstration) triples drawing random samples of `dataset` (default prompt: the `plain` variant)."
