@@ -27,7 +27,7 @@ __all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KIND
            'N_COLOUR_BINS', 'N_SHAPE_BINS', 'OBJECT_SIZES', 'TINY_BASE_FILES', 'nearest_colour', 'position_name',
            'SceneObject', 'Scene', 'draw_scene', 'inner_text', 'describe_object', 'scene_think', 'option_lines',
            'with_options', 'box_text', 'box_question', 'question_kinds', 'made_up_name', 'scene_qa', 'target_text',
-           'compact_definition', 'definition', 'scene_attributes', 'fits', 'reading_qa', 'compact_line',
+           'compact_definition', 'definition', 'scene_attributes', 'fits', 'compact_line', 'reading_qa',
            'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch',
            'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig', 'sample_examples',
            'train_vision', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions', 'eval_reading',
@@ -420,6 +420,12 @@ def fits(scene: Scene, a: dict) -> bool:
     t = scene_attributes(scene)
     return t is not None and all(t.get(k) == v for k, v in a.items() if k != "speckled")
 
+ARROW = "→"
+
+def compact_line(name: str, a: dict) -> str:
+    "One short definition, description first: `- a large red circle → zorvik`."
+    return f"- {compact_definition(a)} {ARROW} {name}"
+
 # %% ../nbs/07_pretrain.ipynb #c024
 def _variant(rng, true: dict) -> dict:
     "Change 1-3 attributes of `true`."
@@ -475,12 +481,6 @@ def reading_qa(scene: Scene, rng: np.random.Generator, n_classes: int | None = N
     q = f"{_QUESTIONS[int(rng.integers(len(_QUESTIONS)))]}\n{option_lines(names, style)}\n\n{header}\n{lines}\n\n{_answer_rule(style)} {PROTOCOL_HINT}"
     return dict(question=q, think=f"{compact_definition(true)} {ARROW} {ans}", kind="reading", names=names, attrs=attrs,
                 answer=chr(65 + names.index(ans)) if style == "letter" else ans, options=names, layout="long" if long else "compact")
-
-ARROW = "→"
-
-def compact_line(name: str, a: dict) -> str:
-    "One short definition, description first: `- a large red circle → zorvik`."
-    return f"- {compact_definition(a)} {ARROW} {name}"
 
 
 _WORDS = tuple(("apple river stone cloud lamp garden button candle marble pepper violin anchor rocket basket harbor "
@@ -574,6 +574,7 @@ def token_targets(scenes: list[Scene], grid: int) -> tuple[torch.Tensor, torch.T
         out.append(torch.from_numpy(np.concatenate(rows)))
     return out[0], out[1]
 
+# %% ../nbs/07_pretrain.ipynb #2ae6b71d
 OBJECT_SIZES = tuple(SIZES) + ("spot",)
 
 def object_pooling(scenes: list[Scene], grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -592,6 +593,7 @@ def object_pooling(scenes: list[Scene], grid: int) -> tuple[torch.Tensor, torch.
     if not rows: return torch.zeros(0, len(scenes) * T), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
     return torch.from_numpy(np.stack(rows)), torch.tensor(shapes), torch.tensor(sizes)
 
+# %% ../nbs/07_pretrain.ipynb #54bc270e
 class PerceptionProbe(torch.nn.Module):
     "Linear heads on the vision tower's merged tokens (captured with a hook): colour and shape per token, shape and size per object."
     def __init__(self, model):
