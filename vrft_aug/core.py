@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['THINK_OPEN', 'THINK_CLOSE', 'ANSWER_OPEN', 'ANSWER_CLOSE', 'PROTOCOL_TAGS', 'PROTOCOLS', 'Parsed', 'completion_text',
-           'parse_completion', 'boxed_contents', 'boxed_answer', 'well_formed_parts', 'well_formed_answer',
-           'answer_block', 'normalize_answer']
+           'parse_completion', 'boxed_contents', 'boxed_answer', 'tagged_completion', 'well_formed_parts',
+           'well_formed_answer', 'answer_block', 'normalize_answer']
 
 # %% ../nbs/00_core.ipynb #7e6c8909
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -114,6 +114,11 @@ def _parse_boxed(text: str, think: bool) -> Parsed:
         ok = bool(m) and THINK_OPEN not in m.group(2) and THINK_CLOSE not in m.group(2) and bool(boxed_contents(m.group(2)))
         return Parsed(m.group(1).strip() if m else th, ans, ok and bool(ans))
     return Parsed(th, ans, THINK_OPEN not in text and THINK_CLOSE not in text and bool(ans))
+
+# %% ../nbs/00_core.ipynb #c2bacb9d
+def tagged_completion(think: str, answer: str) -> str:
+    "`<think> think </think><answer> answer </answer>`: the protocol as the package's training targets write it."
+    return f"{THINK_OPEN} {think} {THINK_CLOSE}{ANSWER_OPEN} {answer} {ANSWER_CLOSE}"
 
 # %% ../nbs/00_core.ipynb #b94cf6ec
 def well_formed_parts(text: str) -> tuple[str, str] | None:

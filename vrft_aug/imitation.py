@@ -21,7 +21,7 @@ from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
-from .core import THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE
+from .core import THINK_OPEN, THINK_CLOSE, tagged_completion
 from .grpo import completion_mask, forward_kwargs
 from .shared import SHARED_PREFIX_MODELS, SharedProcessor, shared_prefix_generate, shared_prefix_scoring
 from .shared import content_key, row_groups, take_rows
@@ -76,7 +76,7 @@ def demonstration(solution,                # the right answer (class name, box, 
     think = f"{why}, so it is {ans}" if why else f"the image matches {ans}"
     if protocol == "boxed": return f"{THINK_OPEN} {think} {THINK_CLOSE} \\boxed{{{ans}}}"
     if protocol != "tags": raise ValueError(f"protocol={protocol!r}: expected 'tags' or 'boxed'")
-    return f"{THINK_OPEN} {think} {THINK_CLOSE}{ANSWER_OPEN} {ans} {ANSWER_CLOSE}"
+    return tagged_completion(think, ans)
 
 
 # %% ../nbs/06_imitation.ipynb #3402e109

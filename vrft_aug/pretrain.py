@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .core import parse_completion, normalize_answer
+from .core import parse_completion, normalize_answer, tagged_completion
 from .tiny import (TINY_SIZES, default_corpus, train_tiny_tokenizer, make_processor, tiny_config, load_tiny_vlm, generate,
                            file_hashes, file_sha256)
 from .prompts import load_templates
@@ -368,7 +368,7 @@ def scene_qa(scene: Scene, rng: np.random.Generator, kind: str | None = None, mo
 
 def target_text(qa: dict) -> str:
     "The completion the model is trained to write, spaced like `imitation.demonstration`: a name is the same tokens here as in the prompt."
-    return f"<think> {qa['think']} </think><answer> {qa['answer']} </answer>"
+    return tagged_completion(qa["think"], qa["answer"])
 
 # %% ../nbs/07_pretrain.ipynb #c023
 def _size_word(rng, size: str) -> str:
@@ -799,9 +799,8 @@ def rotate_definitions(qa: dict) -> dict:
         line = lambda n, d: f"- {n}: {d}"
     if len(idx) != len(names): raise ValueError(f"rotate_definitions: found {len(idx)} definition lines for {len(names)} names")
     for j, i in enumerate(idx): lines[i] = line(names[j], defs[(j + 1) % len(defs)])   # lines stand in the order of `names`
-    truth = qa["answer"] if qa["answer"] in qa["names"] else qa["names"][ord(qa["answer"]) - 65]
-    follow = qa["names"][(qa["names"].index(truth) - 1) % len(qa["names"])]
-    return dict(qa, question="\n".join(lines), follow=follow)
+    truth = qa["answer"] if qa["answer"] in names else names[ord(qa["answer"]) - 65]
+    return dict(qa, question="\n".join(lines), follow=names[(names.index(truth) - 1) % len(names)])
 
 def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: int = 56, n_classes: int = 4,
                  long: bool = False,   # knowledge-prompt layout (`- name: definition`, varied wording); False: `- description → name`
@@ -973,7 +972,7 @@ def description_demonstration(sample, # a vrft_aug.data.Sample
         think, ans = kb.text(name), name
     else: raise ValueError(f"description_demonstration: task {sample.task!r} of {sample.id} is not supported (classification, binary, grading, localization)")
     think = " ".join(think.split()[:words]).rstrip(",;:")
-    return f"<think> {think} </think><answer> {ans} </answer>"
+    return tagged_completion(think, ans)
 
 def dataset_sampler(dataset, prompt_fn=None, kb=None, words: int = 8):
     "A sampler of (image, prompt, demonstration) triples drawing random samples of `dataset` (default prompt: the `plain` variant)."
