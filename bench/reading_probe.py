@@ -15,11 +15,14 @@ and scored greedily every 250 steps on 64 fixed 4-name questions (chance 0.25). 
 
 Options change the layout: `--think-line` makes the think restate the whole matching line (`a small red circle →
 pelamu`), so the answer is copied from the model's own think; `--one-piece` draws each name from one vocabulary piece
-instead of 1-3 pieces or syllables; `--sep` sets the separator between description and name.
+instead of 1-3 pieces or syllables; `--sep` sets the separator between description and name; `--lookup N` adds N
+examples of the library's look-up practice (`vrft_aug.pretrain.lookup_practice`: a compact definition table and a list
+of its descriptions in the user turn, each description with its arrow and name in the answer) to every step.
 
     .venv/bin/python bench/reading_probe.py --quick                    # smoke: 20 steps of 8, 8 questions, tmp output
     OMP_NUM_THREADS=1 .venv/bin/python bench/reading_probe.py --steps 3000                  # bench/results/reading_probe.json
     OMP_NUM_THREADS=1 .venv/bin/python bench/reading_probe.py --steps 3000 --think-line     # ..._think-line.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/reading_probe.py --steps 1500 --think-line --lookup 32   # ..._lookup32.json
 """
 from __future__ import annotations
 import argparse, math, sys, time
@@ -83,9 +86,15 @@ def evaluate(model, tok, questions, sep: str, batch: int = 32) -> dict:
     finally: tok.padding_side = side
     return dict(accuracy=ok / len(questions), valid=valid / len(questions))
 
+def lookup_batch(tok, rng, n: int, pieces):
+    "n look-up practice examples (text only, chat formatted), labelled on the whole answer."
+    from vrft_aug.pretrain import lookup_practice
+    ex = [lookup_practice(rng, pieces) for _ in range(n)]
+    return encode(tok, [e["question"] for e in ex], [e["completion"] for e in ex])
+
 def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool = False, one_piece: bool = False,
         sep: str = "→", n_eval: int = 64, eval_every: int = 250, threads: int = 1, seed: int = 0,
-        quick: bool = False, out=None) -> dict:
+        quick: bool = False, out=None, lookup: int = 0) -> dict:
     import numpy as np, torch
     import torch.nn.functional as F
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -94,7 +103,8 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
     from vrft_aug.tiny import TINY_SIZES, load_tiny_vlm, tiny_config
     quiet(); torch.set_num_threads(threads)
     if quick: steps, batch, n_eval, eval_every = 20, 8, 8, 10
-    tag = "_".join(x for x in ("think-line" if think_line else "", "one-piece" if one_piece else "") if x)
+    tag = "_".join(x for x in ("think-line" if think_line else "", "one-piece" if one_piece else "",
+                               f"lookup{lookup}" if lookup else "") if x)
     out = result_path("reading_probe" + (f"_{tag}" if tag else ""), quick, out)
     tok = load_tiny_vlm(tiny_base_dir())[1].tokenizer
     pieces = name_pieces(tok)
@@ -105,8 +115,8 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     erng = np.random.default_rng(999)
     questions = [(q, n) for q, _, n in (ex(erng, 4) for _ in range(n_eval))]
-    rng, hist, window, t0 = np.random.default_rng(seed), [], [], time.perf_counter()
-    res = dict(settings=dict(steps=steps, batch=batch, lr=lr, think_line=think_line, one_piece=one_piece, sep=sep,
+    rng, lrng, hist, window, t0 = np.random.default_rng(seed), np.random.default_rng(seed + 1), [], [], time.perf_counter()
+    res = dict(settings=dict(steps=steps, batch=batch, lr=lr, think_line=think_line, one_piece=one_piece, sep=sep, lookup=lookup,
                              n_eval=n_eval, threads=threads, seed=seed), machine_start=machine(), curve=hist)
     for step in range(steps):
         for g in opt.param_groups:   # linear warm-up over 100 steps, cosine to 5% of the peak
@@ -117,6 +127,11 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
         hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
         keep = labels[:, 1:] != -100
         loss = F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
+        if lookup:
+            ids, mask, labels = lookup_batch(tok, lrng, lookup, pieces)
+            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+            keep = labels[:, 1:] != -100
+            loss = loss + F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
         loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
         window.append(loss.item())
         if (step + 1) % eval_every == 0 or step + 1 == steps:
@@ -137,11 +152,13 @@ def main(argv=None):
     ap.add_argument("--think-line", action="store_true", help="the think restates the whole matching definition line")
     ap.add_argument("--one-piece", action="store_true", help="names of one vocabulary piece")
     ap.add_argument("--sep", default="→", help="separator between a description and its name")
+    ap.add_argument("--lookup", type=int, default=0, help="look-up practice examples added to every step")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke test: 20 steps, 8 questions, output in a temporary folder")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
-    res = run(a.steps, a.batch, a.lr, a.think_line, a.one_piece, a.sep, threads=a.threads, quick=a.quick, out=a.out)
+    res = run(a.steps, a.batch, a.lr, a.think_line, a.one_piece, a.sep, threads=a.threads, quick=a.quick, out=a.out,
+              lookup=a.lookup)
     print(f"final: {res['curve'][-1]} -> {res['out']}")
 
 if __name__ == "__main__":

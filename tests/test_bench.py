@@ -205,9 +205,9 @@ def test_reading_probe_examples():
             assert target.endswith(f"<answer> {name} </answer>") and (f"{image} → {name}" in target) == think_line
 
 def test_reading_probe_quick(tmp_path):
-    res = _run("reading_probe.py", tmp_path, "--quick", "--think-line")
+    res = _run("reading_probe.py", tmp_path, "--quick", "--think-line", "--lookup", "2")
     _machine(res)
-    assert res["settings"]["think_line"] and len(res["curve"]) == 2
+    assert res["settings"]["think_line"] and res["settings"]["lookup"] == 2 and len(res["curve"]) == 2
     for p in res["curve"]:
         _positive(p["loss"]); assert 0 <= p["accuracy"] <= p["valid"] <= 1, p    # a right answer is a listed name
 
@@ -218,3 +218,14 @@ def test_vision_probe_quick(tmp_path):
     for p in res["curve"]:
         _positive(p["loss"])
         assert all(0 <= p[k] <= 1 for k in ("token_colour", "token_shape", "object_shape", "object_size")), p
+
+def test_grpo_from_base_quick(tmp_path):
+    "Two GRPO steps from the committed base through the pipeline: a curve point before the first step and after each."
+    res = _run("grpo_from_base.py", tmp_path, "--quick")
+    _machine(res)
+    (s,) = res["seeds"]
+    assert [p["step"] for p in s["curve"]] == [0, 1, 2]
+    assert all(0 <= p["accuracy"] <= 1 and 0 <= p["well_formed"] <= 1 for p in s["curve"]), s["curve"]
+    assert s["curve"][0]["train_seconds"] == 0 and s["curve"][-1]["train_seconds"] > 0
+    _positive(s["seconds_per_step"]); assert len(s["reward"]) == 2
+    assert res["summary"]["base_accuracy"] == [s["curve"][0]["accuracy"]]

@@ -12,10 +12,12 @@ from vrft_aug.core import parse_completion
 from vrft_aug.pretrain import (PretrainConfig, SCENE_KINDS, build_pretrained_base, draw_scene, question_kinds, scene_qa,
                                reading_qa, rotate_definitions, fits, target_text, tiny_base_path, verify_base,
                                load_pretrained_base, messages, max_tokens_per_word, eval_perception,
-                               TINY_BASE_FILES, ARROW, object_pooling, SHAPES, OBJECT_SIZES)
+                               TINY_BASE_FILES, ARROW, object_pooling, SHAPES, OBJECT_SIZES, lookup_practice,
+                               name_pieces, sft_batch, compact_line)
 from vrft_aug.boxes import box_iou, parse_boxes
 
-TOY = PretrainConfig(size="test", steps=2, vision_steps=2, vision_batch_size=4, batch_size=4, reading_batch_size=2, eval_every=0, eval_n=0, synthmed_n=0)
+TOY = PretrainConfig(size="test", steps=2, vision_steps=2, vision_batch_size=4, batch_size=4, reading_batch_size=2,
+                     lookup_batch_size=2, eval_every=0, eval_n=0, synthmed_n=0)
 
 
 def test_toy_build_is_bit_for_bit(tmp_path):
@@ -29,6 +31,8 @@ def test_toy_build_is_bit_for_bit(tmp_path):
     assert ha["tokenizer.json"] == hc["tokenizer.json"]         # the tokenizer does not depend on the seed
     m = json.loads((a / "manifest.json").read_text())
     assert m["seed"] == 0 and m["config"]["steps"] == 2 and m["seconds"]["total"] > 0
+    lk = m["curves"]["lookup"]                                   # look-up practice ran (one mean per logged point)
+    assert len(lk) == len(m["curves"]["step"]) >= 1 and all(x is not None and x > 0 for x in lk)
     assert m["tokenizer"]["max_tokens_per_class_name_word"] <= 3
 
 
@@ -80,6 +84,25 @@ def test_bad_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="model_image_size"): build_pretrained_base(tmp_path, config=PretrainConfig(model_image_size=100))
     with pytest.raises(ValueError, match="vision_steps"): build_pretrained_base(tmp_path, config=PretrainConfig(probe_weight=0))
     with pytest.raises(ValueError, match="reading_mix"): build_pretrained_base(tmp_path, config=PretrainConfig(reading_mix={"pair": 1}))
+    with pytest.raises(ValueError, match="lookup_batch_size"): build_pretrained_base(tmp_path, config=PretrainConfig(lookup_batch_size=-1))
+
+
+def test_lookup_practice_is_learnable_and_labelled():
+    "Every answer row is a table line; a text-only batch has no image and labels exactly the completion."
+    _, proc = load_pretrained_base()
+    rng, pieces = np.random.default_rng(3), name_pieces(proc.tokenizer)
+    for _ in range(100):
+        ex = lookup_practice(rng, pieces)
+        table = [compact_line(n, a) for n, a in zip(ex["names"], ex["attrs"])]
+        assert all(l in ex["question"].split("\n") for l in table)
+        rows = ex["completion"].split("\n")
+        assert len(rows) == 2 * len(table) and all("- " + r in table for r in rows)
+        asks = ex["question"].split("\n")[-len(rows):]              # the descriptions to look up, in the answer's order
+        assert asks == ["- " + r.split(f" {ARROW} ")[0] for r in rows]
+    b = sft_batch(proc, None, [ex["question"]], [ex["completion"]])
+    assert "pixel_values" not in b
+    lab = b["labels"][0][b["labels"][0] != -100]
+    assert proc.tokenizer.decode(lab) == ex["completion"] + "<|im_end|>"
 
 
 def _resolve(qa):

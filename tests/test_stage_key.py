@@ -74,7 +74,8 @@ def test_resolved_fields_move_the_key_where_the_stage_uses_them():
     assert [a != b for a, b in zip(stage_dirs(moved), stage_dirs(pa))] == [i >= loc[0] for i in range(len(pa.stages))]
 
 NOT_IN_CHANGES = dict(preset="other", scale="gpu", description="x", tasks=["classification"], run_name="r",
-                      output_dir="elsewhere", n_test=7, eval_batch_size=3, eval_max_new_tokens=9, save_steps=3)
+                      output_dir="elsewhere", n_test=7, eval_batch_size=3, eval_max_new_tokens=9, save_steps=3,
+                      curve_every=5, curve_n=3)
 
 def test_fields_outside_the_key_do_not_split_the_cache():
     assert set(NOT_IN_CHANGES) == set(NOT_IN_STAGE_KEY)

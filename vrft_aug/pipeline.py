@@ -26,8 +26,8 @@ __all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'SCALES', 'TEST_SEED', 'TINY_BASE', 
            'NOT_IN_STAGE_KEY', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig', 'shipped_configs', 'config_dirs',
            'find_config', 'available_presets', 'dataset_task', 'stage_prompt', 'stage_rewards', 'validate',
            'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir', 'resolve_model', 'stage_key', 'stage_dirs',
-           'last_checkpoint', 'resume_caveats', 'load_processor', 'run_stage', 'run_dir', 'evaluate_model', 'run',
-           'grid', 'collect_runs', 'results_table', 'report']
+           'last_checkpoint', 'resume_caveats', 'curve_callback', 'load_processor', 'run_stage', 'run_dir',
+           'evaluate_model', 'run', 'grid', 'collect_runs', 'results_table', 'curve_points', 'report']
 
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
 STAGE_KINDS = ("sft", "grpo")
@@ -91,6 +91,8 @@ class RunConfig:
     eval_batch_size: int = 50             # samples per evaluation batch
     eval_max_new_tokens: int = 48         # evaluation completion budget
     save_steps: int = 20                  # checkpoint every this many steps (model, optimizer, scheduler, RNG)
+    curve_every: int = 0                  # GRPO stages: greedy test metric every this many steps and before the first (0: none)
+    curve_n: int = 50                     # test samples each curve point is measured on
     output_dir: str = "runs"              # where runs and the shared stage cache live
     run_name: str | None = None           # default: <preset>/<dataset>/seed<seed>
     stage_defaults: dict = field(default_factory=dict)  # per stage kind: defaults for StageConfig fields
@@ -259,7 +261,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.options not in ("name", "letter"): raise ValueError(f"options={cfg.options!r}: expected 'name' or 'letter'")
     for name in ("n_train", "n_test"):
         if getattr(cfg, name) < 0: raise ValueError(f"{name}={getattr(cfg, name)}: must be >= 0 (0 = the whole split)")
-    for name in ("image_size", "eval_batch_size", "eval_max_new_tokens", "save_steps", "lora_r", "demonstration_words"):
+    if cfg.curve_every < 0: raise ValueError(f"curve_every={cfg.curve_every}: must be >= 0 (0 = no test curve)")
+    for name in ("image_size", "eval_batch_size", "eval_max_new_tokens", "save_steps", "lora_r", "demonstration_words", "curve_n"):
         if getattr(cfg, name) <= 0: raise ValueError(f"{name}={getattr(cfg, name)}: must be positive")
     for i, st in enumerate(cfg.stages): _check_stage(cfg, i, st)
     return cfg
@@ -412,7 +415,9 @@ NOT_IN_STAGE_KEY = {"preset": "a name: its stages are in the key", "scale": "a n
                     "description": "text", "tasks": "a check before training", "run_name": "a name",
                     "output_dir": "where the cache lives", "n_test": "evaluation only", "eval_batch_size": "evaluation only",
                     "eval_max_new_tokens": "evaluation only",
-                    "save_steps": "how often checkpoints are written (a resumed stage equals an uninterrupted one)"}
+                    "save_steps": "how often checkpoints are written (a resumed stage equals an uninterrupted one)",
+                    "curve_every": "evaluation only (the test curve is measured between steps, in eval mode)",
+                    "curve_n": "evaluation only"}
 
 def stage_key(cfg: RunConfig, i: int, prev: str) -> str:
     "Content key of stage i given the previous stage's key (or the base model)."
@@ -558,6 +563,26 @@ def _check_sft_length(train, processor, max_length: int, where: str, k: int = 8)
         raise ValueError(f"{where}.max_length={max_length} is shorter than prompt + demonstration ({longest} tokens, "
                          f"image tokens included): the demonstration would be truncated away; raise it")
 
+# %% ../nbs/10_pipeline.ipynb #5a7bf712
+def curve_callback(cfg: RunConfig, st: StageConfig, processor):
+    "A `TrainerCallback` that logs the stage's greedy test metric before its first step and every `cfg.curve_every` steps."
+    from transformers import TrainerCallback
+    from vrft_aug.evaluate import evaluate
+    name = _stage_dataset(cfg, st)
+    kw, metric = _eval_kwargs(cfg, name, stage_prompt(cfg, st), processor), PRIMARY_METRIC[dataset_task(name)]
+
+    class TestCurve(TrainerCallback):
+        def _measure(self, state, model):
+            t0 = time.perf_counter()
+            m = evaluate(model, processor, limit=cfg.curve_n, progress=False, **kw).metrics
+            state.log_history.append({"step": state.global_step, f"test/{metric}": m[metric],
+                                      "test/well_formed": m["well_formed"], "test/seconds": round(time.perf_counter() - t0, 2)})
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 0 and state.is_world_process_zero: self._measure(state, model)   # not again on resume
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % cfg.curve_every == 0 and state.is_world_process_zero: self._measure(state, model)
+    return TestCurve()
+
 # %% ../nbs/10_pipeline.ipynb #e6bb36f7
 def _run_sft(cfg, st, model_path, processor, out: Path, resume):
     from trl import SFTConfig, SFTTrainer
@@ -580,6 +605,7 @@ def _run_grpo(cfg, st, model_path, processor, out: Path, resume):
     trainer = _resumable(VRFTTrainer)(model=model_path, reward_funcs=funcs, args=args,
                                       train_dataset=_train_dataset(cfg, st, processor), processing_class=processor,
                                       peft_config=_peft(cfg))
+    if cfg.curve_every: trainer.add_callback(curve_callback(cfg, st, processor))
     return _train(trainer, resume)
 
 # %% ../nbs/10_pipeline.ipynb #00226095
@@ -635,6 +661,13 @@ def _resumed(dirs: list[Path]) -> list[dict]:
             out.append(dict(stage=i, checkpoint=Path(done["resumed_from"]).name, not_restored=done.get("not_restored", [])))
     return out
 
+def _eval_kwargs(cfg: RunConfig, name: str, variant: str, processor) -> dict:
+    "What `evaluate` needs to score dataset `name`'s test split under prompt `variant` with the run's settings."
+    kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
+    return dict(dataset=load_split(cfg, name, "test"), prompt_fn=prompt_fn_for(cfg, variant, processor),
+                batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens,
+                aliases=kb.aliases() if kb else None, think=variant != "no-think")
+
 def evaluate_model(cfg: RunConfig, model_path: str, progress: bool = True) -> dict:
     "Greedy evaluation of `model_path` on the run's test split with the run's prompt variant."
     from vrft_aug.evaluate import evaluate
@@ -642,12 +675,8 @@ def evaluate_model(cfg: RunConfig, model_path: str, progress: bool = True) -> di
     from vrft_aug.tiny import load_tiny_vlm
     model, processor = load_tiny_vlm(model_path, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     if not cfg.use_cpu and torch.cuda.is_available(): model = model.to("cuda")
-    test = load_split(cfg, cfg.dataset, "test")
-    kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
     variant = cfg.prompt if dataset_task(cfg.dataset) != "localization" else "localization"
-    res = evaluate(model, processor, test, prompt_fn=prompt_fn_for(cfg, variant, processor),
-                   batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens,
-                   aliases=kb.aliases() if kb else None, think=variant != "no-think", progress=progress)
+    res = evaluate(model, processor, progress=progress, **_eval_kwargs(cfg, cfg.dataset, variant, processor))
     return dict(metrics=res.metrics, seconds=round(res.seconds, 1), examples=[r["completion"] for r in res.records[:5]])
 
 # %% ../nbs/10_pipeline.ipynb #15aaa291
@@ -743,12 +772,33 @@ def results_table(runs: list[dict], metric: str | None = None, preset_order=None
         mean.loc[p, d] = v.mean()
     return text.fillna("–"), mean
 
+# %% ../nbs/10_pipeline.ipynb #6e7dc5a5
+def curve_points(runs: list[dict]):
+    "Every test-curve point of `runs` (see `curve_callback`) as a DataFrame; `total_step` counts from the run's first stage."
+    import pandas as pd
+    rows = []
+    for r in runs:
+        offset = 0
+        for i, s in enumerate(r.get("stages", [])):
+            done = Path(s) / "done.json"
+            if not done.exists(): continue
+            d = json.loads(done.read_text())
+            for h in d.get("log_history", []):
+                for k, v in h.items():
+                    if k.startswith("test/") and k not in ("test/well_formed", "test/seconds"):
+                        rows.append(dict(run=r["run"], preset=r["preset"], dataset=r["dataset"], seed=r["seed"], stage=i,
+                                         step=h["step"], total_step=offset + h["step"], metric=k[5:], value=v,
+                                         well_formed=h.get("test/well_formed")))
+            offset += d.get("steps", 0)
+    return pd.DataFrame(rows, columns=["run", "preset", "dataset", "seed", "stage", "step", "total_step", "metric", "value",
+                                       "well_formed"])
+
 # %% ../nbs/10_pipeline.ipynb #44ccf6f4
 def report(root,                      # folder with runs (searched recursively for metrics.json)
            out=None,                  # where results.md, results.csv and plots go (default: root/report)
            metric: str | None = None, # a metric name, or None for each task's primary metric
           ) -> Path:
-    "Write results.md / results.csv (paper layout) and PNG plots (reward curves, confusion matrices)."
+    "Write results.md / results.csv (paper layout), curves.csv (test curves) and PNG plots (reward and test curves, confusion matrices)."
     from matplotlib.figure import Figure   # not pyplot: the caller's backend and open figures are left alone
     root = Path(root); out = Path(out) if out else root / "report"; out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(root)
@@ -781,4 +831,14 @@ def report(root,                      # folder with runs (searched recursively f
             for (stage, k), v in curves.items(): ax.plot(v, label=f"{stage.split('-')[0]}:{k.split('/')[1]}")
             ax.set_xlabel("step"); ax.set_ylabel("reward (mean)"); ax.legend(fontsize=6); ax.set_title(r["run"], fontsize=8)
             fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80)
+    curves = curve_points(runs)
+    if len(curves):
+        curves.to_csv(out / "curves.csv", index=False)
+        for (ds, metric), g in curves.groupby(["dataset", "metric"]):
+            fig = Figure(figsize=(5, 3)); ax = fig.subplots()
+            for p, gp in g.groupby("preset", sort=False):
+                m = gp.groupby("total_step")["value"].agg(["mean", "count"])
+                ax.plot(m.index, 100 * m["mean"], marker=".", label=f"{p} (n={m['count'].max()})")
+            ax.set_xlabel("step (all stages of the run)"); ax.set_ylabel(f"test {metric} (%)"); ax.set_title(ds, fontsize=8)
+            ax.legend(fontsize=6); fig.tight_layout(); fig.savefig(out / f"curve_{ds}_{metric}.png", dpi=80)
     return out

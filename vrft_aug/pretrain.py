@@ -28,11 +28,11 @@ __all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KIND
            'SceneObject', 'Scene', 'draw_scene', 'inner_text', 'describe_object', 'scene_think', 'option_lines',
            'with_options', 'box_text', 'box_question', 'question_kinds', 'made_up_name', 'scene_qa', 'target_text',
            'compact_definition', 'definition', 'scene_attributes', 'fits', 'compact_line', 'reading_qa',
-           'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch',
-           'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig', 'sample_examples',
-           'train_vision', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions', 'eval_reading',
-           'eval_synthmed', 'build_pretrained_base', 'verify_base', 'tiny_base_path', 'load_pretrained_base',
-           'description_demonstration', 'dataset_sampler']
+           'lookup_practice', 'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word',
+           'messages', 'sft_batch', 'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig',
+           'sample_examples', 'train_vision', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions',
+           'eval_reading', 'eval_synthmed', 'build_pretrained_base', 'verify_base', 'tiny_base_path',
+           'load_pretrained_base', 'description_demonstration', 'dataset_sampler']
 
 # %% ../nbs/07_pretrain.ipynb #c006
 PALETTE = {
@@ -486,6 +486,18 @@ def reading_qa(scene: Scene, rng: np.random.Generator, n_classes: int | None = N
 _WORDS = tuple(("apple river stone cloud lamp garden button candle marble pepper violin anchor rocket basket harbor "
                 "lantern meadow pillow saddle timber velvet walnut copper falcon goblet hazel igloo jasper kettle lotus").split())
 
+# %% ../nbs/07_pretrain.ipynb #dabbdb7d
+_LOOKUP_ASKS = ("Name each of these:", "Look up each description:", "Which name does each of these have?")
+
+def lookup_practice(rng, pieces=(), kinds=("single", "count", "composite"), image_size: int = 56) -> dict:
+    "A compact definition table (from `reading_qa` on a fresh scene, so wrong lines are near misses) and 2k look-ups of it, text only."
+    while (qa := reading_qa(draw_scene(rng, str(rng.choice(kinds)), image_size), rng, pieces=pieces, long=False)) is None: pass
+    table = [compact_line(n, a) for n, a in zip(qa["names"], qa["attrs"])]
+    order = rng.integers(0, len(table), 2 * len(table))
+    asks = [table[i].split(f" {ARROW} ")[0] for i in order]          # '- a large red circle'
+    question = f"{_HEADERS[2]}\n" + "\n".join(table) + f"\n\n{_LOOKUP_ASKS[int(rng.integers(len(_LOOKUP_ASKS)))]}\n" + "\n".join(asks)
+    return dict(question=question, completion="\n".join(table[i][2:] for i in order), names=qa["names"], attrs=qa["attrs"])
+
 # %% ../nbs/07_pretrain.ipynb #c030
 def knowledge_class_names() -> list[str]:
     "Every class name in every knowledge file shipped with the package."
@@ -519,26 +531,26 @@ def max_tokens_per_word(tokenizer, names=None) -> tuple[int, str]:
     return worst
 
 # %% ../nbs/07_pretrain.ipynb #c033
-def messages(question: str, completion: str | None = None) -> list[dict]:
-    "Chat messages: one user turn (image + question) and optionally the assistant's completion."
-    m = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+def messages(question: str, completion: str | None = None, image: bool = True) -> list[dict]:
+    "Chat messages: one user turn (image + question, or the question alone) and optionally the assistant's completion."
+    m = [{"role": "user", "content": ([{"type": "image"}] if image else []) + [{"type": "text", "text": question}]}]
     if completion is not None: m.append({"role": "assistant", "content": completion})
     return m
 
 def sft_batch(processor,      # the model's processor
-              images,         # PIL images, one per example
+              images,         # PIL images, one per example (None: text-only examples)
               prompts,        # user turns: question strings, or chat messages without the assistant turn
               completions,    # target completions (strings)
              ) -> dict:
     "Tokenised batch with `labels` only on the completion (and its `<|im_end|>`)."
     tok = processor.tokenizer
-    if not (len(images) == len(prompts) == len(completions)):
-        raise ValueError(f"sft_batch: {len(images)} images, {len(prompts)} prompts, {len(completions)} completions; expected equal")
-    texts = [processor.apply_chat_template((messages(p) if isinstance(p, str) else list(p))
+    if not ((len(images) if images is not None else len(prompts)) == len(prompts) == len(completions)):
+        raise ValueError(f"sft_batch: {len(images) if images is not None else len(prompts)} images, {len(prompts)} prompts, {len(completions)} completions; expected equal")
+    texts = [processor.apply_chat_template((messages(p, image=images is not None) if isinstance(p, str) else list(p))
                                            + [{"role": "assistant", "content": c}], tokenize=False)
              for p, c in zip(prompts, completions)]
     side = tok.padding_side; tok.padding_side = "right"
-    try: enc = processor(text=texts, images=list(images), return_tensors="pt", padding=True)
+    try: enc = processor(text=texts, images=list(images) if images is not None else None, return_tensors="pt", padding=True)
     finally: tok.padding_side = side
     ids = enc["input_ids"]
     start_id, end_id = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids("<|im_end|>")
@@ -634,6 +646,7 @@ class PretrainConfig:
     steps: int = 5000                # stage 2: language-model optimiser steps
     batch_size: int = 32             # examples per perception step
     reading_batch_size: int = 12     # examples per long reading step (short ones use batch_size)
+    lookup_batch_size: int = 0       # text-only look-up practice examples added to every step (0: none; see "Look-up practice")
     reading_share: float = 0.65      # fraction of steps that are reading steps
     long_reading_share: float = 0.2  # of those, the share with knowledge-prompt-length definitions (the rest: short ones)
     lr: float = 3e-3                 # peak AdamW learning rate
@@ -701,7 +714,8 @@ def train_base(model, processor, rng: np.random.Generator, cfg: PretrainConfig,
     probe = PerceptionProbe(model) if cfg.probe_weight else None
     grid = cfg.model_image_size // (model.config.vision_config.patch_size * model.config.vision_config.spatial_merge_size)
     pieces = name_pieces(processor.tokenizer)
-    hist, window = dict(step=[], perception=[], reading=[], probe=[], evals=[]), dict(perception=[], reading=[], probe=[])
+    hist = dict(step=[], perception=[], reading=[], probe=[], lookup=[], evals=[])
+    window = dict(perception=[], reading=[], probe=[], lookup=[])
     model.train()
     try:
         if cfg.vision_steps: hist["vision"] = train_vision(model, processor, probe, rng, cfg, grid, log)
@@ -714,14 +728,20 @@ def train_base(model, processor, rng: np.random.Generator, cfg: PretrainConfig,
             ex = sample_examples(rng, cfg.reading_batch_size if long else cfg.batch_size, reading, cfg, pieces, long)
             scenes, prompts, targets = zip(*ex)
             lm = lm_loss(model, sft_batch(processor, [s.image for s in scenes], prompts, targets))
-            pl = probe.loss(list(scenes), grid) if probe else torch.zeros(())
-            (lm + cfg.probe_weight * pl).backward()
+            pl = probe.loss(list(scenes), grid) if probe else torch.zeros(())   # before the text-only pass: the hook holds this batch's image tokens
+            lk = torch.zeros(())
+            if cfg.lookup_batch_size:
+                lx = [lookup_practice(rng, pieces, tuple(cfg.reading_mix), cfg.image_size) for _ in range(cfg.lookup_batch_size)]
+                lk = lm_loss(model, sft_batch(processor, None, [e["question"] for e in lx], [e["completion"] for e in lx]))
+            (lm + cfg.probe_weight * pl + lk).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
             window["reading" if reading else "perception"].append(lm.item()); window["probe"].append(pl.item())
+            if cfg.lookup_batch_size: window["lookup"].append(lk.item())
             if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
                 hist["step"].append(step + 1)
                 for k in window: hist[k].append(round(float(np.mean(window[k])), 4) if window[k] else None); window[k] = []
-                if log: log(f"step {step + 1:5d}  perception {hist['perception'][-1]}  reading {hist['reading'][-1]}  probe {hist['probe'][-1]}")
+                if log: log(f"step {step + 1:5d}  perception {hist['perception'][-1]}  reading {hist['reading'][-1]}  "
+                            f"probe {hist['probe'][-1]}  lookup {hist['lookup'][-1]}")
             if evaluate_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
                 model.eval(); hist["evals"].append(dict(step=step + 1, **evaluate_fn(step + 1))); model.train()
                 if log: log(f"eval  {hist['evals'][-1]}")
@@ -864,7 +884,7 @@ def _new_model(cfg: PretrainConfig, seed: int, tmp: Path):
 
 def _check_config(cfg: PretrainConfig) -> None:
     if cfg.size not in TINY_SIZES: raise ValueError(f"PretrainConfig.size={cfg.size!r}: expected one of {sorted(TINY_SIZES)}")
-    for k in ("steps", "vision_steps", "eval_n", "synthmed_n", "eval_every"):
+    for k in ("steps", "vision_steps", "eval_n", "synthmed_n", "eval_every", "lookup_batch_size"):
         if getattr(cfg, k) < 0: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected >= 0")
     for k in ("batch_size", "vision_batch_size", "reading_batch_size", "log_every", "threads"):
         if getattr(cfg, k) < 1: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected >= 1")
