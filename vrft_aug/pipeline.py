@@ -244,6 +244,7 @@ def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
         if name == "recitation" and variant in ("plain", "no-think", "localization"):
             raise ValueError(f"{where}.rewards.recitation: needs the 'knowledge' column, but prompt {variant!r} injects no knowledge")
 
+# %% ../nbs/10_pipeline.ipynb #8aa89526
 def validate(cfg: RunConfig) -> RunConfig:
     "Check a resolved config; raise ValueError naming the field."
     if cfg.scale not in SCALES: raise ValueError(f"scale={cfg.scale!r}: expected one of {SCALES}")
