@@ -96,10 +96,9 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
         sep: str = "→", n_eval: int = 64, eval_every: int = 250, threads: int = 1, seed: int = 0,
         quick: bool = False, out=None, lookup: int = 0) -> dict:
     import numpy as np, torch
-    import torch.nn.functional as F
     from transformers import Qwen2_5_VLForConditionalGeneration
     from vrft_aug.pipeline import tiny_base_dir
-    from vrft_aug.pretrain import made_up_name, name_pieces
+    from vrft_aug.pretrain import lm_loss, made_up_name, name_pieces
     from vrft_aug.tiny import TINY_SIZES, load_tiny_vlm, tiny_config
     quiet(); torch.set_num_threads(threads)
     if quick: steps, batch, n_eval, eval_every = 20, 8, 8, 10
@@ -118,20 +117,14 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
     rng, lrng, hist, window, t0 = np.random.default_rng(seed), np.random.default_rng(seed + 1), [], [], time.perf_counter()
     res = dict(settings=dict(steps=steps, batch=batch, lr=lr, think_line=think_line, one_piece=one_piece, sep=sep, lookup=lookup,
                              n_eval=n_eval, threads=threads, seed=seed), machine_start=machine(), curve=hist)
+    batch_loss = lambda ids, mask, labels: lm_loss(model, dict(input_ids=ids, attention_mask=mask, labels=labels))
     for step in range(steps):
         for g in opt.param_groups:   # linear warm-up over 100 steps, cosine to 5% of the peak
             g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         k = 2 if step < 0.15 * steps else 3 if step < 0.3 * steps else int(rng.integers(2, 5))
         q, c, _ = zip(*(ex(rng, k) for _ in range(batch)))
-        ids, mask, labels = encode(tok, q, c)
-        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
-        keep = labels[:, 1:] != -100
-        loss = F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
-        if lookup:
-            ids, mask, labels = lookup_batch(tok, lrng, lookup, pieces)
-            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
-            keep = labels[:, 1:] != -100
-            loss = loss + F.cross_entropy(model.lm_head(hidden[keep]), labels[:, 1:][keep])
+        loss = batch_loss(*encode(tok, q, c))
+        if lookup: loss = loss + batch_loss(*lookup_batch(tok, lrng, lookup, pieces))
         loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
         window.append(loss.item())
         if (step + 1) % eval_every == 0 or step + 1 == steps:
