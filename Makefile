@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 export MPLBACKEND=Agg
 
-.PHONY: install test demo docs export clean-nbs lint mutants
+.PHONY: install test demo table docs export clean-nbs lint mutants
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: $(STAMP) $(BROWSER)
 
 demo: $(STAMP)
 	$(BIN)/vrft-aug demo
+
+# The CPU paper table: every preset x SynthMed cells, fundus and lesion x 3 seeds, two one-thread workers; the report
+# (results.md, CSVs, reward and test curves) goes to results/cpu/, the runs to runs/table/.
+table: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/vrft-aug table --jobs 2
 
 # The documentation site in _docs/ (open _docs/index.html): every notebook executed (`#| slow` cells skipped; cached in
 # _proc/docs_exec/ until the notebook or the library changes) and rendered, plus an API page per module. Sphinx + MyST-NB,

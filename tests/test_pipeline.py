@@ -59,9 +59,10 @@ def test_report_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     import json
     run = tmp_path / "runs" / "vrft" / "synthmed-cells" / "seed0"
     stage = run / "stages" / "01-grpo"; stage.mkdir(parents=True)
-    (stage / "done.json").write_text(json.dumps({"log_history": [{"rewards/accuracy_reward/mean": v} for v in (0.2, 0.5)]}))
+    (stage / "done.json").write_text(json.dumps({"steps": 2, "log_history": [{"step": i + 1, "reward": v, "rewards/accuracy_reward/mean": v}
+                                                                for i, v in enumerate((0.2, 0.5))]}))
     (run / "metrics.json").write_text(json.dumps(dict(status="complete", run="vrft/synthmed-cells/seed0", preset="vrft",
-        dataset="synthmed-cells", stages=[str(stage)], metrics=dict(accuracy=0.5, well_formed=1.0,
+        dataset="synthmed-cells", seed=0, stages=[str(stage)], metrics=dict(accuracy=0.5, well_formed=1.0,
         confusion_matrix=[[1, 0, 0], [0, 1, 0]]))))
     code = ("import matplotlib; matplotlib.use('svg'); from vrft_aug.pipeline import report; "
             f"out = report({str(tmp_path / 'runs')!r}); print(matplotlib.get_backend()); "
@@ -72,3 +73,4 @@ def test_report_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     backend, pngs = r.stdout.strip().splitlines()[-2:]
     assert backend == "svg", f"report() switched the caller's backend to {backend}"
     assert "confusion_vrft_synthmed-cells_seed0.png" in pngs and "rewards_vrft_synthmed-cells_seed0.png" in pngs, pngs
+    assert "rewards_synthmed-cells.png" in pngs, pngs   # the per-dataset reward curve (mean over seeds, one line per preset)

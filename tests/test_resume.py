@@ -12,9 +12,11 @@ KILLER = ROOT / "tests" / "scripts" / "train_killed_at.py"
 # 24 training images, 8 per SFT step: 3 steps per epoch, so SFT checkpoint-4 lies inside the second epoch
 ARGS = ["--preset", "vrft", "--n-train", "24", "--n-test", "8", "--eval-batch-size", "8", "--save-steps", "4",
         "--set", "stages.0.steps=10", "--set", "stages.0.batch_size=8",
-        "--set", "stages.1.steps=6", "--set", "stages.1.batch_size=16", "--set", "stages.1.learning_rate=1e-3"]
+        "--set", "stages.1.steps=6", "--set", "stages.1.batch_size=16", "--set", "stages.1.learning_rate=1e-3",
+        "--curve-every", "2", "--curve-n", "8"]   # test-curve rows in the log history must survive the kills too
 # what changes between two identical runs: wall-clock timings, and the summary line of each (resumed) trainer.train call
-CLOCK = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
+CLOCK = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos",
+         "test/seconds"}
 
 def _train(out, point="none", *extra):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -43,8 +45,9 @@ def test_killed_again_and_again_resumes_to_the_uninterrupted_run(tmp_path):
     assert ref.returncode == 0, ref.stderr[-3000:]
     a = _outcome(tmp_path / "ref")
     assert a["resumed"] == []
-    grpo = a["logs"][1]
+    grpo = [h for h in a["logs"][1] if "reward" in h]
     assert len(grpo) == 6 and len({h["reward"] for h in grpo}) > 1, grpo   # sampled rewards move from step to step
+    assert [h["step"] for h in a["logs"][1] if "test/accuracy" in h] == [0, 2, 4, 6], a["logs"][1]
 
     other = _train(tmp_path / "seed1", "none", "--seed", "1")
     assert other.returncode == 0, other.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`vrft-aug train | eval | grid | report | configs | build-tiny | data | demo`
+"""`vrft-aug train | eval | grid | report | configs | build-tiny | data | table | demo`
 
 Docs: https://vrft-aug.github.io/vrft_aug/cli.html.md"""
 
@@ -16,8 +16,8 @@ from .data import PAPER_MEDMNIST
 from .pipeline import SCALES
 
 # %% auto #0
-__all__ = ['DEMO_GRID', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_grid', 'cmd_report', 'cmd_configs', 'cmd_build_tiny',
-           'cmd_data', 'cmd_demo', 'main']
+__all__ = ['TABLE_DATASETS', 'DEMO_GRID', 'COMMANDS', 'cmd_train', 'cmd_eval', 'cmd_grid', 'cmd_report', 'cmd_configs',
+           'cmd_build_tiny', 'cmd_data', 'cmd_table', 'cmd_demo', 'main']
 
 # %% ../nbs/11_cli.ipynb #ad9ae415
 _SKIP = {"stages", "stage_defaults", "preset", "scale", "description"}
@@ -110,16 +110,32 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--medmnist-root", default=None)
     d.add_argument("--out", default=None, help="output folder (default: data-<dataset>-<split>)")
 
-    m = sub.add_parser("demo", help="the main job: the CPU-scale grid on SynthMed, then the results table",
+    tb = sub.add_parser("table", help="the CPU paper table: every preset that applies x SynthMed cells, fundus and lesion "
+                        "x seeds, then its report (results.md, CSVs, reward and test curves)", formatter_class=fmt)
+    tb.add_argument("--presets", default="all", help="comma-separated presets, or all")
+    tb.add_argument("--datasets", default=",".join(TABLE_DATASETS), help="comma-separated datasets")
+    tb.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    tb.add_argument("--scale", default="cpu", choices=list(SCALES))
+    tb.add_argument("--runs", default="runs/table", help="where the runs (models, checkpoints) go")
+    tb.add_argument("--out", default="results/cpu", help="where the report goes (the part worth committing)")
+    tb.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
+    tb.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each; each takes a whole "
+                    "(dataset, seed) at a time, so shared stages stay in one process")
+    _add_config_options(tb)
+
+    m = sub.add_parser("demo", help="the main job: a one-seed subset of `vrft-aug table`, then its results table",
                        formatter_class=fmt)
     m.add_argument("--out", default="runs/demo", help="output folder")
     m.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
     return p
 
 # %% ../nbs/11_cli.ipynb #c4e25712
-DEMO_GRID = [  # (dataset, presets): the CPU-scale comparison `make demo` runs
-    ("synthmed-cells", ["zero-shot", "sft", "vrft", "vrft+prior", "vrft-aug-full"]),
+TABLE_DATASETS = ["synthmed-cells", "synthmed-fundus", "synthmed-lesion"]   # `vrft-aug table`: the CPU paper table
+
+DEMO_GRID = [  # (dataset, presets): what `make demo` runs, a one-seed subset of `vrft-aug table`
+    ("synthmed-cells", ["zero-shot", "sft", "vrft", "vrft+prior", "vrft+prior-shuffled", "vrft+loc"]),
     ("synthmed-fundus", ["zero-shot", "vrft", "vrft+mfrs"]),
+    ("synthmed-lesion", ["zero-shot", "vrft"]),
 ]
 
 def _split_list(s: str) -> list[str]: return [x.strip() for x in s.split(",") if x.strip()]
@@ -210,6 +226,39 @@ def cmd_data(args):
     return 0
 
 # %% ../nbs/11_cli.ipynb #ceadcad0
+def _footer(args, seconds: float) -> str:
+    import os, platform, shlex, torch
+    return (f"\nProduced by `vrft-aug {shlex.join(args.argv)}` in {seconds:.0f} s (runs found complete under the runs "
+            f"folder are not recomputed) on {platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__} with "
+            f"{torch.get_num_threads()} thread(s).\n")
+
+def _table_unit(job):
+    "One (dataset, seed) of the table in a worker process: every preset, one thread."
+    import torch
+    presets, ds, seed, scale, overrides, overwrite, configs, threads = job
+    if threads: torch.set_num_threads(threads)
+    grid(presets, [ds], [seed], scale, overrides, overwrite=overwrite, configs=configs)
+
+def cmd_table(args):
+    t0 = time.perf_counter()
+    if args.jobs < 1: raise ValueError(f"--jobs {args.jobs}: expected at least 1")
+    presets = available_presets(args.configs) if args.presets == "all" else _split_list(args.presets)
+    o = {**_overrides(args), "output_dir": args.runs}
+    jobs = [(presets, ds, int(s), args.scale, o, args.overwrite, args.configs, 1 if args.jobs > 1 else 0)
+            for s in _split_list(args.seeds) for ds in _split_list(args.datasets)]
+    if args.jobs == 1:
+        for j in jobs: _table_unit(j)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from vrft_aug.cli import _table_unit as unit   # spawned workers import it by name (also when run from this notebook)
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for f in [pool.submit(unit, j) for j in jobs]: f.result()   # a failed unit raises here
+    rep = report(args.runs, args.out, per_run=False)   # per-dataset plots only: the folder is meant to be committed
+    with open(rep / "results.md", "a") as f: f.write(_footer(args, time.perf_counter() - t0))
+    print((rep / "results.md").read_text()); print(f"runs in {args.runs}/, report in {rep}/")
+    return 0
+
 def cmd_demo(args):
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -222,11 +271,13 @@ def cmd_demo(args):
 
 # %% ../nbs/11_cli.ipynb #3ee10107
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "grid": cmd_grid, "report": cmd_report, "configs": cmd_configs,
-            "build-tiny": cmd_build_tiny, "data": cmd_data, "demo": cmd_demo}
+            "build-tiny": cmd_build_tiny, "data": cmd_data, "table": cmd_table, "demo": cmd_demo}
 
 def main(argv=None) -> int:
     "Entry point of the `vrft-aug` console script."
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv   # what was typed, for the report's footer
     try: return COMMANDS[args.cmd](args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"vrft-aug {args.cmd}: error: {e}", file=sys.stderr)

@@ -6,7 +6,7 @@ Docs: https://vrft-aug.github.io/vrft_aug/pipeline.html.md"""
 
 # %% ../nbs/10_pipeline.ipynb #ef3f6c2c
 from __future__ import annotations
-import copy, dataclasses, hashlib, json, math, os, shutil, time
+import copy, dataclasses, hashlib, itertools, json, math, os, shutil, time
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,13 @@ from .rewards import REWARD_FACTORIES
 from .core import PROTOCOLS
 
 # %% auto #0
-__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'SCALES', 'TEST_SEED', 'TINY_BASE', 'STAGE_KEY_FIELDS', 'STAGE_KEY_RESOLVED',
-           'NOT_IN_STAGE_KEY', 'PRIMARY_METRIC', 'StageConfig', 'RunConfig', 'shipped_configs', 'config_dirs',
-           'find_config', 'available_presets', 'dataset_task', 'stage_prompt', 'stage_rewards', 'validate',
-           'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir', 'resolve_model', 'stage_key', 'stage_dirs',
-           'last_checkpoint', 'resume_caveats', 'curve_callback', 'load_processor', 'run_stage', 'run_dir',
-           'evaluate_model', 'run', 'grid', 'collect_runs', 'results_table', 'curve_points', 'report']
+__all__ = ['STAGE_KINDS', 'SIGNED_REWARDS', 'SCALES', 'WARM_START_PROMPT', 'TEST_SEED', 'TINY_BASE', 'STAGE_KEY_FIELDS',
+           'STAGE_KEY_RESOLVED', 'NOT_IN_STAGE_KEY', 'PRIMARY_METRIC', 'PAPER_CLAIMS', 'StageConfig', 'RunConfig',
+           'shipped_configs', 'config_dirs', 'find_config', 'available_presets', 'dataset_task', 'stage_prompt',
+           'stage_rewards', 'validate', 'resolve_config', 'load_split', 'prompt_fn_for', 'tiny_base_dir',
+           'resolve_model', 'stage_key', 'stage_dirs', 'last_checkpoint', 'resume_caveats', 'curve_callback',
+           'load_processor', 'run_stage', 'run_dir', 'evaluate_model', 'run', 'grid', 'collect_runs', 'results_table',
+           'curve_points', 'reward_points', 'claims_table', 'report']
 
 # %% ../nbs/10_pipeline.ipynb #fe4a8271
 STAGE_KINDS = ("sft", "grpo")
@@ -41,7 +42,7 @@ class StageConfig:
     kind: str = "grpo"                    # "sft" (supervised, on demonstrations) or "grpo"
     warm_start: bool = False              # a CPU-scale warm start (stands in for instruction tuning); skipped at GPU scale
     task: str | None = None               # None: the run's dataset; "localization": the run's localization dataset
-    prompt: str | None = None             # prompt variant for this stage (default: the run's prompt; warm starts: plain)
+    prompt: str | None = None             # prompt variant for this stage (default: the run's prompt; "a+b": rows alternate)
     rewards: dict | None = None           # reward name -> weight (or {weight, kwargs}); GRPO only
     ordinal_reward: str | None = None     # "mfrs": on grading datasets, accuracy is replaced by MFRS with its weight
     imitation_coef: float = 0.0           # mu: weight of the imitation (behaviour-cloning) loss added to GRPO
@@ -186,16 +187,28 @@ def _stage_dataset(cfg: RunConfig, st: StageConfig) -> str:
         return cfg.localization_dataset
     raise ValueError(f"stage task {st.task!r}: expected null (the run's dataset) or 'localization'")
 
+WARM_START_PROMPT = "plain+knowledge"   # the warm start's rows alternate between these (when the data has knowledge)
+
+def _has_knowledge(cfg: RunConfig, name: str) -> bool:
+    from vrft_aug.knowledge import available_knowledge
+    return bool(cfg.knowledge) or name in available_knowledge()
+
 def stage_prompt(cfg: RunConfig, st: StageConfig) -> str:
-    "The prompt variant a stage trains with: warm starts use the plain prompt, so presets can share them."
-    if st.warm_start: return "localization" if dataset_task(_stage_dataset(cfg, st)) == "localization" else "plain"
-    return st.prompt or cfg.prompt
+    "The prompt variant a stage trains with. Warm starts ignore the preset's, so every preset starts from the same model."
+    if st.warm_start:
+        name = _stage_dataset(cfg, st)
+        if dataset_task(name) == "localization": return "localization"
+        return WARM_START_PROMPT if _has_knowledge(cfg, name) else "plain"
+    variant = st.prompt or cfg.prompt   # on boxes the plain prompt is the box question, in the model's frame (as evaluated)
+    return "localization" if variant == "plain" and dataset_task(_stage_dataset(cfg, st)) == "localization" else variant
 
 def stage_rewards(cfg: RunConfig, st: StageConfig) -> dict:
-    "The reward terms of a GRPO stage after the ordinal switch (accuracy -> MFRS on grading data)."
-    rewards = dict(st.rewards or {})
-    if st.ordinal_reward and dataset_task(_stage_dataset(cfg, st)) == "grading" and "accuracy" in rewards:
+    "The reward terms of a GRPO stage after the task switches (accuracy -> MFRS on grading data, -> IoU on boxes)."
+    rewards, task = dict(st.rewards or {}), dataset_task(_stage_dataset(cfg, st))
+    if st.ordinal_reward and task == "grading" and "accuracy" in rewards:
         rewards[st.ordinal_reward] = rewards.pop("accuracy")
+    if task == "localization" and "accuracy" in rewards:   # V-RFT's verifiable reward for a box is its IoU
+        rewards["iou"] = rewards.pop("accuracy")
     for name, w in (cfg.reward_weights or {}).items():      # the scale's weights replace the preset's, kwargs kept
         if name in rewards: rewards[name] = {**rewards[name], "weight": w} if isinstance(rewards[name], dict) else w
     if cfg.protocol != "tags":                              # every reward that reads the answer reads it from the box
@@ -216,7 +229,8 @@ def _check_stage(cfg: RunConfig, i: int, st: StageConfig):
     if not st.steps_scale > 0: raise ValueError(f"{where}.steps_scale={st.steps_scale!r}: must be positive")
     if st.imitation_coef < 0: raise ValueError(f"{where}.imitation_coef={st.imitation_coef}: must be >= 0 (mu = 0 is plain GRPO)")
     variant = stage_prompt(cfg, st)
-    if variant not in VARIANTS: raise ValueError(f"{where}.prompt={variant!r}: expected one of {list(VARIANTS)}")
+    if not set(variant.split("+")) <= set(VARIANTS):
+        raise ValueError(f"{where}.prompt={variant!r}: expected one of {list(VARIANTS)}, or several joined by '+'")
     task = dataset_task(_stage_dataset(cfg, st))
     if st.kind == "sft":
         if st.rewards: raise ValueError(f"{where}.rewards: an sft stage has no rewards")
@@ -302,9 +316,11 @@ def resolve_config(preset: str = "vrft",     # a preset name, or a path to a pre
         bad = set(s) - _STAGE_FIELDS
         if bad: raise ValueError(f"stages.{i}: unknown field(s) {sorted(bad)}; known: {sorted(_STAGE_FIELDS)}")
         kind = s.get("kind", "grpo")
-        kd = defaults.get(kind) or {}
-        bad = set(kd) - _STAGE_FIELDS
-        if bad: raise ValueError(f"stage_defaults.{kind}: unknown field(s) {sorted(bad)}")
+        layers = [kind] + (["warm_start"] if s.get("warm_start") else [])   # a warm start's own defaults on its kind's
+        for name in layers:
+            bad = set(defaults.get(name) or {}) - _STAGE_FIELDS
+            if bad: raise ValueError(f"stage_defaults.{name}: unknown field(s) {sorted(bad)}")
+        kd = {k: v for name in layers for k, v in (defaults.get(name) or {}).items()}
         merged = {**kd, **{k: v for k, v in s.items() if v is not None}}
         stages.append(StageConfig(**merged))
     d["stages"] = stages
@@ -340,6 +356,9 @@ def prompt_fn_for(cfg: RunConfig, variant: str, processor=None):
     kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
     kw = dict(options=cfg.options, seed=cfg.seed, protocol=cfg.protocol)
     if cfg.system_prompt is not None: kw["system"] = cfg.system_prompt
+    if "+" in variant:   # a mix: row i gets variant i mod k (to_trl calls the builder once per row, in order)
+        fns, i = [prompt_fn_for(cfg, v, processor) for v in variant.split("+")], itertools.count()
+        return lambda s: fns[next(i) % len(fns)](s)
     if variant == "localization" and processor is not None: kw["image_size"] = processor  # boxes in the model's frame
     return make_prompt_fn(variant, kb, **kw)
 
@@ -408,7 +427,7 @@ STAGE_KEY_FIELDS = ("n_train", "seed", "image_size", "medmnist_size", "medmnist_
 STAGE_KEY_RESOLVED = {"model": "the key chain's root (the first stage's prev)",
                       "dataset": "as `_stage_dataset` resolves it for this stage",
                       "localization_dataset": "as `_stage_dataset` resolves it for this stage",
-                      "prompt": "as `stage_prompt` resolves it (warm starts: plain)",
+                      "prompt": "as `stage_prompt` resolves it (warm starts: WARM_START_PROMPT)",
                       "stages": "this stage's StageConfig; earlier stages through prev",
                       "stage_defaults": "merged into every StageConfig"}
 # ... and those that cannot change a trained stage
@@ -535,12 +554,25 @@ def _common_args(cfg: RunConfig, st: StageConfig, out: Path) -> dict:
                 **{k: getattr(st, k) for k in ("weight_decay", "gradient_accumulation_steps") if getattr(st, k) is not None})
 
 # %% ../nbs/10_pipeline.ipynb #19bdc962
+def _model_frame(ds, processor, demonstrations: bool, protocol: str):
+    "Boxes in the frame the model sees (the localization prompt's): the IoU reward's `model_image_size` column, and demonstrations."
+    from vrft_aug.imitation import demonstration
+    from vrft_aug.prompts import processed_image_size
+    sizes = [im.size for im in ds["image"]]
+    frames = [list(processed_image_size(processor, im)) for im in ds["image"]]
+    ds = ds.add_column("model_image_size", frames)
+    if not demonstrations: return ds
+    scaled = [[round(v * f[j % 2] / s[j % 2]) for j, v in enumerate(box)] for box, s, f in zip(ds["bbox"], sizes, frames)]
+    return ds.add_column("demonstration", [demonstration(b, None, protocol=protocol) for b in scaled])
+
 def _train_dataset(cfg: RunConfig, st: StageConfig, processor):
     from vrft_aug.imitation import add_demonstrations
     name = _stage_dataset(cfg, st)
     variant = stage_prompt(cfg, st)
     ds = to_trl(load_split(cfg, name, "train"), prompt_fn=prompt_fn_for(cfg, variant, processor))
     kb = load_knowledge(cfg.knowledge) if cfg.knowledge else None
+    if dataset_task(name) == "localization" and processor is not None:
+        ds = _model_frame(ds, processor, demonstrations=st.kind == "sft" or st.imitation_coef > 0, protocol=cfg.protocol)
     if st.kind == "sft" or st.imitation_coef > 0:
         if kb is None and dataset_task(name) != "localization":
             from vrft_aug.knowledge import available_knowledge
@@ -774,33 +806,105 @@ def results_table(runs: list[dict], metric: str | None = None, preset_order=None
     return text.fillna("–"), mean
 
 # %% ../nbs/10_pipeline.ipynb #6e7dc5a5
-def curve_points(runs: list[dict]):
-    "Every test-curve point of `runs` (see `curve_callback`) as a DataFrame; `total_step` counts from the run's first stage."
-    import pandas as pd
-    rows = []
+def _history(runs: list[dict]):
+    "(run, stage index, the run's steps before this stage, log-history row) for every logged row of every run's stages."
     for r in runs:
         offset = 0
         for i, s in enumerate(r.get("stages", [])):
             done = Path(s) / "done.json"
             if not done.exists(): continue
             d = json.loads(done.read_text())
-            for h in d.get("log_history", []):
-                for k, v in h.items():
-                    if k.startswith("test/") and k not in ("test/well_formed", "test/seconds"):
-                        rows.append(dict(run=r["run"], preset=r["preset"], dataset=r["dataset"], seed=r["seed"], stage=i,
-                                         step=h["step"], total_step=offset + h["step"], metric=k[5:], value=v,
-                                         well_formed=h.get("test/well_formed")))
+            for h in d.get("log_history", []): yield r, i, offset, h
             offset += d.get("steps", 0)
-    return pd.DataFrame(rows, columns=["run", "preset", "dataset", "seed", "stage", "step", "total_step", "metric", "value",
-                                       "well_formed"])
+
+_POINT = ["run", "preset", "dataset", "seed", "stage", "step", "total_step"]
+
+def _point(r, i, offset, h) -> dict:
+    return dict(run=r["run"], preset=r["preset"], dataset=r["dataset"], seed=r["seed"], stage=i, step=h["step"],
+                total_step=offset + h["step"])
+
+def curve_points(runs: list[dict]):
+    "Every test-curve point of `runs` (see `curve_callback`) as a DataFrame; `total_step` counts from the run's first stage."
+    import pandas as pd
+    rows = [dict(_point(r, i, off, h), metric=k[5:], value=v, well_formed=h.get("test/well_formed"))
+            for r, i, off, h in _history(runs) for k, v in h.items()
+            if k.startswith("test/") and k not in ("test/well_formed", "test/seconds")]
+    return pd.DataFrame(rows, columns=_POINT + ["metric", "value", "well_formed"])
+
+def reward_points(runs: list[dict]):
+    "Every logged GRPO step's mean reward of `runs`: `term` is `total` (the weighted sum TRL logs as `reward`) or a reward's name."
+    import pandas as pd
+    rows = [dict(_point(r, i, off, h), term="total" if k == "reward" else k.split("/")[1], value=v)
+            for r, i, off, h in _history(runs) for k, v in h.items()
+            if k == "reward" or (k.startswith("rewards/") and k.endswith("/mean"))]
+    return pd.DataFrame(rows, columns=_POINT + ["term", "value"])
+
+# %% ../nbs/10_pipeline.ipynb #22fdcd57
+PAPER_CLAIMS = [  # (what the paper reports, the preset it says scores higher, the preset it is compared with)
+    ("PA_p: injected knowledge helps", "vrft+prior", "vrft"),
+    ("the shuffled control does not help as PA_p does", "vrft+prior", "vrft+prior-shuffled"),
+    ("PA_pi: localization RL first helps", "vrft+loc", "vrft"),
+    ("recitation: delta < 0 beats delta > 0", "vrft+recite-neg", "vrft+recite-pos"),
+    ("recitation as the authors' code has it: delta < 0 beats delta > 0", "vrft+recite-neg-paper", "vrft+recite-pos-paper"),
+    ("MFRS beats the binary reward on grading", "vrft+mfrs", "vrft"),
+    ("imitation helps (added to PA_p)", "vrft+imitation", "vrft+prior"),
+]
+
+def claims_table(runs: list[dict], metric: str | None = None, claims=PAPER_CLAIMS):
+    "Each claim on each dataset where both its presets ran: their difference in points, paired by seed, and its sign."
+    import pandas as pd
+    from scipy import stats
+    score = {}
+    for r in runs:
+        m = metric or PRIMARY_METRIC.get(dataset_task(r["dataset"]), "accuracy")
+        if m in r["metrics"]: score[r["preset"], r["dataset"], r.get("seed", 0)] = r["metrics"][m]
+    rows = []
+    for claim, a, b in claims:
+        for ds in sorted({k[1] for k in score}):
+            seeds = sorted(s for p, d, s in score if p == a and d == ds and (b, ds, s) in score)
+            if not seeds: continue
+            diff = 100 * np.array([score[a, ds, s] - score[b, ds, s] for s in seeds])       # a - b, in points
+            sd = diff.std(ddof=1) if len(diff) > 1 else float("nan")
+            p = stats.ttest_1samp(diff, 0.0).pvalue if len(diff) > 1 and sd > 0 else float("nan")  # paired t-test
+            verdict = "agrees" if diff.mean() > 0 else "disagrees" if diff.mean() < 0 else "no difference"
+            rows.append(dict(claim=claim, dataset=ds, presets=f"{a} - {b}", difference=round(diff.mean(), 1),
+                             sd=round(sd, 1), n=len(diff), p=round(p, 3), verdict=verdict))
+    return pd.DataFrame(rows, columns=["claim", "dataset", "presets", "difference", "sd", "n", "p", "verdict"])
 
 # %% ../nbs/10_pipeline.ipynb #44ccf6f4
-def report(root,                      # folder with runs (searched recursively for metrics.json)
-           out=None,                  # where results.md, results.csv and plots go (default: root/report)
-           metric: str | None = None, # a metric name, or None for each task's primary metric
-          ) -> Path:
-    "Write results.md / results.csv (paper layout), curves.csv (test curves) and PNG plots (reward and test curves, confusion matrices)."
+def _dataset_plot(df, ds: str, ylabel: str, path: Path, scale: float = 1.0):
+    "One line per preset: the mean over seeds of `df.value` against the run's total step."
     from matplotlib.figure import Figure   # not pyplot: the caller's backend and open figures are left alone
+    fig = Figure(figsize=(5, 3)); ax = fig.subplots()
+    for p, gp in df.groupby("preset", sort=False):
+        m = gp.groupby("total_step")["value"].agg(["mean", "count"])
+        ax.plot(m.index, scale * m["mean"], marker="." if len(m) < 30 else None, label=f"{p} (n={m['count'].max()})")
+    ax.set_xlabel("step (all stages of the run)"); ax.set_ylabel(ylabel); ax.set_title(ds, fontsize=8)
+    ax.legend(fontsize=6); fig.tight_layout(); fig.savefig(path, dpi=80)
+
+def _run_plots(r: dict, rewards, out: Path):
+    "A run's confusion matrix and its reward terms against step."
+    from matplotlib.figure import Figure
+    tag = r["run"].replace("/", "_")
+    cm = r["metrics"].get("confusion_matrix")
+    if cm:
+        fig = Figure(figsize=(4, 3.5)); ax = fig.subplots()
+        ax.imshow(np.asarray(cm), cmap="Blues")
+        ax.set_xlabel("predicted (last column: no valid answer)"); ax.set_ylabel("true"); ax.set_title(r["run"], fontsize=8)
+        fig.tight_layout(); fig.savefig(out / f"confusion_{tag}.png", dpi=80)
+    mine = rewards[(rewards["run"] == r["run"]) & (rewards["term"] != "total")]
+    if len(mine):
+        fig = Figure(figsize=(5, 3)); ax = fig.subplots()
+        for (stage, term), g in mine.groupby(["stage", "term"]): ax.plot(g["total_step"], g["value"], label=f"stage {stage}: {term}")
+        ax.set_xlabel("step (all stages of the run)"); ax.set_ylabel("reward (mean)"); ax.legend(fontsize=6)
+        ax.set_title(r["run"], fontsize=8); fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80)
+
+def report(root,                      # folder with runs (searched recursively for metrics.json)
+           out=None,                  # where the report goes (default: root/report)
+           metric: str | None = None, # a metric name, or None for each task's primary metric
+           per_run: bool = True,      # also one confusion matrix and one reward plot per run
+          ) -> Path:
+    "Write results.md (the table, well-formedness, the paper's claims), results.csv, claims.csv, curves.csv, rewards.csv and plots."
     root = Path(root); out = Path(out) if out else root / "report"; out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(root)
     if not runs: raise FileNotFoundError(f"no complete run (metrics.json with status complete) under {root}")
@@ -811,35 +915,20 @@ def report(root,                      # folder with runs (searched recursively f
              "Primary metric: accuracy (classification, grading), mean IoU (localization), mean Jaccard (multi-label).", ""]
     wf, _ = results_table(runs, "well_formed")
     lines += ["## Well-formed completions (%)", "", wf.to_markdown(), ""]
+    claims = claims_table(runs, metric)
+    if len(claims):
+        claims.to_csv(out / "claims.csv", index=False)
+        lines += ["## The paper's claims", "", "Difference of the two presets' scores in points (first minus second; mean over "
+                  "the seeds both ran, sd across them, paired t-test p). The verdict is the sign of the mean difference.", "",
+                  claims.to_markdown(index=False), ""]
     (out / "results.md").write_text("\n".join(lines))
-    for r in runs:
-        tag = r["run"].replace("/", "_")
-        cm = r["metrics"].get("confusion_matrix")
-        if cm:
-            fig = Figure(figsize=(4, 3.5)); ax = fig.subplots()
-            ax.imshow(np.asarray(cm), cmap="Blues")
-            ax.set_xlabel("predicted (last column: no valid answer)"); ax.set_ylabel("true"); ax.set_title(r["run"], fontsize=8)
-            fig.tight_layout(); fig.savefig(out / f"confusion_{tag}.png", dpi=80)
-        curves = {}
-        for s in r.get("stages", []):
-            done = Path(s) / "done.json"
-            if not done.exists(): continue
-            for h in json.loads(done.read_text()).get("log_history", []):
-                for k, v in h.items():
-                    if k.startswith("rewards/") and k.endswith("/mean"): curves.setdefault((Path(s).name, k), []).append(v)
-        if curves:
-            fig = Figure(figsize=(5, 3)); ax = fig.subplots()
-            for (stage, k), v in curves.items(): ax.plot(v, label=f"{stage.split('-')[0]}:{k.split('/')[1]}")
-            ax.set_xlabel("step"); ax.set_ylabel("reward (mean)"); ax.legend(fontsize=6); ax.set_title(r["run"], fontsize=8)
-            fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80)
-    curves = curve_points(runs)
-    if len(curves):
-        curves.to_csv(out / "curves.csv", index=False)
-        for (ds, metric), g in curves.groupby(["dataset", "metric"]):
-            fig = Figure(figsize=(5, 3)); ax = fig.subplots()
-            for p, gp in g.groupby("preset", sort=False):
-                m = gp.groupby("total_step")["value"].agg(["mean", "count"])
-                ax.plot(m.index, 100 * m["mean"], marker=".", label=f"{p} (n={m['count'].max()})")
-            ax.set_xlabel("step (all stages of the run)"); ax.set_ylabel(f"test {metric} (%)"); ax.set_title(ds, fontsize=8)
-            ax.legend(fontsize=6); fig.tight_layout(); fig.savefig(out / f"curve_{ds}_{metric}.png", dpi=80)
+    rewards, curves = reward_points(runs), curve_points(runs)
+    if per_run:
+        for r in runs: _run_plots(r, rewards, out)
+    for name, df in (("rewards", rewards), ("curves", curves)):
+        if len(df): df.to_csv(out / f"{name}.csv", index=False)
+    for ds, g in rewards[rewards["term"] == "total"].groupby("dataset"):
+        _dataset_plot(g, ds, "reward (total, mean)", out / f"rewards_{ds}.png")
+    for (ds, m), g in curves.groupby(["dataset", "metric"]):
+        _dataset_plot(g, ds, f"test {m} (%)", out / f"curve_{ds}_{m}.png", scale=100)
     return out
