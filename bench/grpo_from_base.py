@@ -69,7 +69,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=500, help="GRPO steps per seed")
     ap.add_argument("--curve-every", type=int, default=25)
     ap.add_argument("--curve-n", type=int, default=100, help="test images per curve point")
-    ap.add_argument("--lr", type=float, default=3e-5, help="GRPO learning rate (the CPU scale's)")
+    ap.add_argument("--lr", type=float, default=3e-5, help="GRPO learning rate (the CPU scale's until 2026-12-02, now 2e-4; "
+                    "groups with equal rewards give no gradient at any rate)")
     ap.add_argument("--budget", type=float, default=180.0, help="training seconds the gain is read at")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 steps, 4 test images, one seed, tmp output")
     ap.add_argument("--out", type=Path, default=None)

@@ -229,3 +229,13 @@ def test_grpo_from_base_quick(tmp_path):
     assert s["curve"][0]["train_seconds"] == 0 and s["curve"][-1]["train_seconds"] > 0
     _positive(s["seconds_per_step"]); assert len(s["reward"]) == 2
     assert res["summary"]["base_accuracy"] == [s["curve"][0]["accuracy"]]
+
+@pytest.mark.slow
+def test_warm_start_quick(tmp_path):
+    "One warm-start step from the committed base, scored under each prompt the presets use."
+    res = _run("warm_start.py", tmp_path, "--quick")
+    _machine(res)
+    (r,) = res["runs"]
+    assert r["steps"] == 1 and r["trained_on"] == "plain+knowledge" and sorted(r["scores"]) == sorted(res["settings"]["eval_prompts"])
+    assert all(0 <= s["accuracy"] <= 1 and 0 <= s["well_formed"] <= 1 for s in r["scores"].values()), r
+    _positive(r["train_seconds"])

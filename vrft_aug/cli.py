@@ -50,6 +50,28 @@ def _overrides(args) -> dict:
         k, v = s.split("=", 1); o[k.strip()] = v
     return o
 
+# %% ../nbs/11_cli.ipynb #8febfcc8
+def _add_table_commands(sub, fmt):
+    "The `table` and `demo` sub-commands: the CPU paper table, and its one-seed subset."
+    tb = sub.add_parser("table", help="the CPU paper table: every preset that applies x SynthMed cells, fundus and lesion "
+                        "x seeds, then its report (results.md, CSVs, reward and test curves)", formatter_class=fmt)
+    tb.add_argument("--presets", default="all", help="comma-separated presets, or all")
+    tb.add_argument("--datasets", default=",".join(TABLE_DATASETS), help="comma-separated datasets")
+    tb.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    tb.add_argument("--scale", default="cpu", choices=list(SCALES))
+    tb.add_argument("--runs", default="runs/table", help="where the runs (models, checkpoints) go")
+    tb.add_argument("--out", default="results/cpu", help="where the report goes (the part worth committing)")
+    tb.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
+    tb.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each; each takes a whole "
+                    "(dataset, seed) at a time, so shared stages stay in one process")
+    _add_config_options(tb)
+
+    m = sub.add_parser("demo", help="the main job: a one-seed subset of `vrft-aug table`, then its results table",
+                       formatter_class=fmt)
+    m.add_argument("--out", default="runs/demo", help="output folder")
+    m.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
+    m.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (one dataset each at a time)")
+
 # %% ../nbs/11_cli.ipynb #e2796247
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vrft-aug", description="VRFT-Aug: GRPO fine-tuning of vision-language models "
@@ -110,23 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--medmnist-root", default=None)
     d.add_argument("--out", default=None, help="output folder (default: data-<dataset>-<split>)")
 
-    tb = sub.add_parser("table", help="the CPU paper table: every preset that applies x SynthMed cells, fundus and lesion "
-                        "x seeds, then its report (results.md, CSVs, reward and test curves)", formatter_class=fmt)
-    tb.add_argument("--presets", default="all", help="comma-separated presets, or all")
-    tb.add_argument("--datasets", default=",".join(TABLE_DATASETS), help="comma-separated datasets")
-    tb.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    tb.add_argument("--scale", default="cpu", choices=list(SCALES))
-    tb.add_argument("--runs", default="runs/table", help="where the runs (models, checkpoints) go")
-    tb.add_argument("--out", default="results/cpu", help="where the report goes (the part worth committing)")
-    tb.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
-    tb.add_argument("--jobs", type=int, default=1, help="worker processes, one thread each; each takes a whole "
-                    "(dataset, seed) at a time, so shared stages stay in one process")
-    _add_config_options(tb)
-
-    m = sub.add_parser("demo", help="the main job: a one-seed subset of `vrft-aug table`, then its results table",
-                       formatter_class=fmt)
-    m.add_argument("--out", default="runs/demo", help="output folder")
-    m.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
+    _add_table_commands(sub, fmt)
     return p
 
 # %% ../nbs/11_cli.ipynb #c4e25712
@@ -239,21 +245,24 @@ def _table_unit(job):
     if threads: torch.set_num_threads(threads)
     grid(presets, [ds], [seed], scale, overrides, overwrite=overwrite, configs=configs)
 
+def _run_units(units: list[tuple], jobs: int):
+    "Run (presets, dataset, seed, scale, overrides, overwrite, configs) units, in `jobs` one-thread worker processes."
+    if jobs < 1: raise ValueError(f"--jobs {jobs}: expected at least 1")
+    if jobs == 1:
+        for u in units: _table_unit((*u, 0))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from vrft_aug.cli import _table_unit as unit   # spawned workers import it by name (also when run from this notebook)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        for f in [pool.submit(unit, (*u, 1)) for u in units]: f.result()   # a failed unit raises here
+
 def cmd_table(args):
     t0 = time.perf_counter()
-    if args.jobs < 1: raise ValueError(f"--jobs {args.jobs}: expected at least 1")
     presets = available_presets(args.configs) if args.presets == "all" else _split_list(args.presets)
     o = {**_overrides(args), "output_dir": args.runs}
-    jobs = [(presets, ds, int(s), args.scale, o, args.overwrite, args.configs, 1 if args.jobs > 1 else 0)
-            for s in _split_list(args.seeds) for ds in _split_list(args.datasets)]
-    if args.jobs == 1:
-        for j in jobs: _table_unit(j)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        from vrft_aug.cli import _table_unit as unit   # spawned workers import it by name (also when run from this notebook)
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for f in [pool.submit(unit, j) for j in jobs]: f.result()   # a failed unit raises here
+    _run_units([(presets, ds, int(s), args.scale, o, args.overwrite, args.configs)
+                for s in _split_list(args.seeds) for ds in _split_list(args.datasets)], args.jobs)
     rep = report(args.runs, args.out, per_run=False)   # per-dataset plots only: the folder is meant to be committed
     with open(rep / "results.md", "a") as f: f.write(_footer(args, time.perf_counter() - t0))
     print((rep / "results.md").read_text()); print(f"runs in {args.runs}/, report in {rep}/")
@@ -262,8 +271,8 @@ def cmd_table(args):
 def cmd_demo(args):
     t0 = time.perf_counter()
     out = Path(args.out)
-    for ds, presets in DEMO_GRID:
-        grid(presets, [ds], [0], "cpu", {"output_dir": str(out)}, overwrite=args.overwrite)
+    _run_units([(presets, ds, 0, "cpu", {"output_dir": str(out)}, args.overwrite, None) for ds, presets in DEMO_GRID],
+               args.jobs)
     rep = report(out)
     print((rep / "results.md").read_text())
     print(f"demo finished in {time.perf_counter() - t0:.0f}s; runs in {out}/, report (results.md, results.csv, plots) in {rep}/")

@@ -871,7 +871,7 @@ def claims_table(runs: list[dict], metric: str | None = None, claims=PAPER_CLAIM
                              sd=round(sd, 1), n=len(diff), p=round(p, 3), verdict=verdict))
     return pd.DataFrame(rows, columns=["claim", "dataset", "presets", "difference", "sd", "n", "p", "verdict"])
 
-# %% ../nbs/10_pipeline.ipynb #44ccf6f4
+# %% ../nbs/10_pipeline.ipynb #845f354a
 def _dataset_plot(df, ds: str, ylabel: str, path: Path, scale: float = 1.0):
     "One line per preset: the mean over seeds of `df.value` against the run's total step."
     from matplotlib.figure import Figure   # not pyplot: the caller's backend and open figures are left alone
@@ -899,6 +899,7 @@ def _run_plots(r: dict, rewards, out: Path):
         ax.set_xlabel("step (all stages of the run)"); ax.set_ylabel("reward (mean)"); ax.legend(fontsize=6)
         ax.set_title(r["run"], fontsize=8); fig.tight_layout(); fig.savefig(out / f"rewards_{tag}.png", dpi=80)
 
+# %% ../nbs/10_pipeline.ipynb #44ccf6f4
 def report(root,                      # folder with runs (searched recursively for metrics.json)
            out=None,                  # where the report goes (default: root/report)
            metric: str | None = None, # a metric name, or None for each task's primary metric
