@@ -72,6 +72,31 @@ def _add_table_commands(sub, fmt):
     m.add_argument("--overwrite", action="store_true", help="recompute runs that already exist")
     m.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each (one dataset each at a time)")
 
+def _add_tool_commands(sub, fmt):
+    "The `configs`, `build-tiny` and `data` sub-commands: the tools around a run."
+    c = sub.add_parser("configs", help="print where the shipped presets, scale files and accelerate configs are, "
+                       "or copy them into a folder of your own", formatter_class=fmt)
+    c.add_argument("name", nargs="?", default=None, help="a file in it (e.g. accelerate/zero3.yaml): print its path")
+    c.add_argument("--copy", default=None, metavar="DIR", help="copy the shipped configs into DIR (new or empty) to edit")
+
+    b = sub.add_parser("build-tiny", help="build the tiny Qwen2.5-VL offline (random, or perception-pretrained)",
+                       formatter_class=fmt)
+    b.add_argument("--out", default="tiny-vlm", help="output folder")
+    b.add_argument("--size", default="test", help="test or small (random builds)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--pretrain", action="store_true", help="run perception pre-training (the committed tiny base recipe)")
+
+    d = sub.add_parser("data", help="inspect or prepare a dataset", formatter_class=fmt)
+    d.add_argument("action", choices=["show", "prepare"], help="show: print info and save a sample grid; "
+                   "prepare: write the TRL-format dataset with save_to_disk")
+    d.add_argument("--dataset", default="synthmed-cells")
+    d.add_argument("--split", default="train", choices=["train", "val", "test"])
+    d.add_argument("--n", type=int, default=16)
+    d.add_argument("--prompt", default="plain", help="prompt variant (prepare)")
+    d.add_argument("--image-size", type=int, default=56)
+    d.add_argument("--medmnist-root", default=None)
+    d.add_argument("--out", default=None, help="output folder (default: data-<dataset>-<split>)")
+
 # %% ../nbs/11_cli.ipynb #e2796247
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vrft-aug", description="VRFT-Aug: GRPO fine-tuning of vision-language models "
@@ -109,29 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="report folder (default: ROOT/report)")
     r.add_argument("--metric", default=None, help="metric to tabulate (default: each task's primary metric)")
 
-    c = sub.add_parser("configs", help="print where the shipped presets, scale files and accelerate configs are, "
-                       "or copy them into a folder of your own", formatter_class=fmt)
-    c.add_argument("name", nargs="?", default=None, help="a file in it (e.g. accelerate/zero3.yaml): print its path")
-    c.add_argument("--copy", default=None, metavar="DIR", help="copy the shipped configs into DIR (new or empty) to edit")
-
-    b = sub.add_parser("build-tiny", help="build the tiny Qwen2.5-VL offline (random, or perception-pretrained)",
-                       formatter_class=fmt)
-    b.add_argument("--out", default="tiny-vlm", help="output folder")
-    b.add_argument("--size", default="test", help="test or small (random builds)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--pretrain", action="store_true", help="run perception pre-training (the committed tiny base recipe)")
-
-    d = sub.add_parser("data", help="inspect or prepare a dataset", formatter_class=fmt)
-    d.add_argument("action", choices=["show", "prepare"], help="show: print info and save a sample grid; "
-                   "prepare: write the TRL-format dataset with save_to_disk")
-    d.add_argument("--dataset", default="synthmed-cells")
-    d.add_argument("--split", default="train", choices=["train", "val", "test"])
-    d.add_argument("--n", type=int, default=16)
-    d.add_argument("--prompt", default="plain", help="prompt variant (prepare)")
-    d.add_argument("--image-size", type=int, default=56)
-    d.add_argument("--medmnist-root", default=None)
-    d.add_argument("--out", default=None, help="output folder (default: data-<dataset>-<split>)")
-
+    _add_tool_commands(sub, fmt)
     _add_table_commands(sub, fmt)
     return p
 

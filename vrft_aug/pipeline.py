@@ -558,8 +558,8 @@ def _model_frame(ds, processor, demonstrations: bool, protocol: str):
     "Boxes in the frame the model sees (the localization prompt's): the IoU reward's `model_image_size` column, and demonstrations."
     from vrft_aug.imitation import demonstration
     from vrft_aug.prompts import processed_image_size
-    sizes = [im.size for im in ds["image"]]
-    frames = [list(processed_image_size(processor, im)) for im in ds["image"]]
+    images = ds["image"]   # decoded once
+    sizes, frames = [im.size for im in images], [list(processed_image_size(processor, im)) for im in images]
     ds = ds.add_column("model_image_size", frames)
     if not demonstrations: return ds
     scaled = [[round(v * f[j % 2] / s[j % 2]) for j, v in enumerate(box)] for box, s, f in zip(ds["bbox"], sizes, frames)]
