@@ -19,13 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, quiet, result_path, write_json  # noqa: E402
 
-def one_seed(seed: int, prompt: str, steps: int, every: int, n: int, lr: float, root: Path, quick: bool) -> dict:
+def one_seed(seed: int, prompt: str, steps: int, every: int, n: int, lr: float, root: Path, quick: bool,
+             model: str = "tiny-base") -> dict:
     import yaml
     from vrft_aug.pipeline import resolve_config, run, stage_dirs
     root.mkdir(parents=True, exist_ok=True); preset = root / "grpo-from-base.yaml"
     preset.write_text(yaml.safe_dump(dict(description="GRPO from the base, no warm start", prompt=prompt,
                                           stages=[dict(kind="grpo", rewards=dict(accuracy=1.0, format=1.0))])))
-    o = {"dataset": "synthmed-cells", "seed": seed, "output_dir": str(root / "runs"), "curve_every": every, "curve_n": n,
+    o = {"model": model, "dataset": "synthmed-cells", "seed": seed, "output_dir": str(root / "runs"), "curve_every": every, "curve_n": n,
          "n_test": n, "stage_defaults.grpo.steps": steps, "stage_defaults.grpo.learning_rate": lr, "save_steps": max(steps, 1)}
     if quick: o.update({"n_train": 16, "eval_batch_size": 4, "stage_defaults.grpo.batch_size": 8,
                         "stage_defaults.grpo.num_generations": 4, "stage_defaults.grpo.max_completion_length": 8,
@@ -72,6 +73,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=3e-5, help="GRPO learning rate (the CPU scale's until 2026-12-02, now 2e-4; "
                     "groups with equal rewards give no gradient at any rate)")
     ap.add_argument("--budget", type=float, default=180.0, help="training seconds the gain is read at")
+    ap.add_argument("--model", default="tiny-base", help="the base: tiny-base (committed) or a folder from build-tiny --pretrain")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 steps, 4 test images, one seed, tmp output")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -79,11 +81,12 @@ def main(argv=None):
     if a.quick: a.seeds, a.steps, a.curve_every, a.curve_n = "0", 2, 1, 4
     out = result_path(f"grpo_from_base_{a.prompt}", a.quick, a.out)
     res = dict(settings=dict(prompt=a.prompt, steps=a.steps, curve_every=a.curve_every, curve_n=a.curve_n, lr=a.lr,
-                             budget=a.budget, dataset="synthmed-cells", rewards="accuracy 1.0 + format 1.0"),
+                             budget=a.budget, model=a.model, dataset="synthmed-cells", rewards="accuracy 1.0 + format 1.0"),
                machine_start=machine(), seeds=[])
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in a.seeds.split(",")]:
-            res["seeds"].append(one_seed(seed, a.prompt, a.steps, a.curve_every, a.curve_n, a.lr, Path(tmp) / f"s{seed}", a.quick))
+            res["seeds"].append(one_seed(seed, a.prompt, a.steps, a.curve_every, a.curve_n, a.lr, Path(tmp) / f"s{seed}", a.quick,
+                                       a.model))
             print(json.dumps({k: v for k, v in res["seeds"][-1].items() if k != "reward"}), flush=True)
             write_json(res, out)
     res["summary"] = summarise(res["seeds"], a.budget)

@@ -31,25 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, quiet, result_path, write_json  # noqa: E402
 
-SIZES = ("small", "medium", "large")
-
-def describe(a: tuple) -> str: return f"a {a[0]} {a[1]} {a[2]}"
-
 def make_example(rng, k: int, names_fn, think_line: bool, sep: str) -> tuple[str, str, str]:
-    "(question, target completion, right name) with k definitions, the first attribute set being the image's."
-    from vrft_aug.pretrain import PALETTE, SHAPES
-    colours = list(PALETTE)
-    draw = lambda: (SIZES[rng.integers(3)], colours[rng.integers(len(colours))], SHAPES[rng.integers(len(SHAPES))])
-    defs = [draw()]
-    while len(defs) < k:
-        if (a := draw()) not in defs: defs.append(a)
-    names = []
-    while len(names) < k:
-        if (n := names_fn(rng)) not in names: names.append(n)
-    lines = [f"- {describe(defs[i])} {sep} {names[i]}" for i in rng.permutation(k)]
-    question = f"Image: {describe(defs[0])}.\nClasses:\n" + "\n".join(lines) + "\nWhich class is it?"
-    think = f"{describe(defs[0])} {sep} {names[0]}" if think_line else describe(defs[0])
-    return question, f"<think> {think} </think><answer> {names[0]} </answer>", names[0]
+    "(question, target completion, right name) with k definitions: the library's `text_reading_example`."
+    from vrft_aug.pretrain import text_reading_example
+    e = text_reading_example(rng, k, think_line=think_line, sep=sep, names_fn=names_fn)
+    return e["question"], e["completion"], e["answer"]
 
 def encode(tok, questions, completions):
     "Right-padded ids, mask and labels (completion and its <|im_end|> only) for chat-formatted text-only examples."
@@ -98,7 +84,7 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
     import numpy as np, torch
     from transformers import Qwen2_5_VLForConditionalGeneration
     from vrft_aug.pipeline import tiny_base_dir
-    from vrft_aug.pretrain import lm_loss, made_up_name, name_pieces
+    from vrft_aug.pretrain import lm_loss, made_up_name, name_pieces, text_reading_k
     from vrft_aug.tiny import TINY_SIZES, load_tiny_vlm, tiny_config
     quiet(); torch.set_num_threads(threads)
     if quick: steps, batch, n_eval, eval_every = 20, 8, 8, 10
@@ -121,7 +107,7 @@ def run(steps: int = 3000, batch: int = 64, lr: float = 2e-3, think_line: bool =
     for step in range(steps):
         for g in opt.param_groups:   # linear warm-up over 100 steps, cosine to 5% of the peak
             g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        k = 2 if step < 0.15 * steps else 3 if step < 0.3 * steps else int(rng.integers(2, 5))
+        k = text_reading_k(step, steps, rng)
         q, c, _ = zip(*(ex(rng, k) for _ in range(batch)))
         loss = batch_loss(*encode(tok, q, c))
         if lookup: loss = loss + batch_loss(*lookup_batch(tok, lrng, lookup, pieces))

@@ -13,11 +13,13 @@ from vrft_aug.pretrain import (PretrainConfig, SCENE_KINDS, build_pretrained_bas
                                reading_qa, rotate_definitions, fits, target_text, tiny_base_path, verify_base,
                                load_pretrained_base, messages, max_tokens_per_word, eval_perception,
                                TINY_BASE_FILES, ARROW, object_pooling, SHAPES, OBJECT_SIZES, lookup_practice,
-                               name_pieces, sft_batch, compact_line)
+                               name_pieces, sft_batch, compact_line, text_reading_example,
+                               text_reading_k, worded_reading_qa, eval_text_reading, scene_attributes, compact_definition)
 from vrft_aug.boxes import box_iou, parse_boxes
 
 TOY = PretrainConfig(size="test", steps=2, vision_steps=2, vision_batch_size=4, batch_size=4, reading_batch_size=2,
-                     lookup_batch_size=2, eval_every=0, eval_n=0, synthmed_n=0)
+                     lookup_batch_size=2, text_steps=2, text_batch_size=4, text_eval_every=0, text_replay_batch_size=2,
+                     eval_every=0, eval_n=0, synthmed_n=0)
 
 
 def test_toy_build_is_bit_for_bit(tmp_path):
@@ -33,6 +35,9 @@ def test_toy_build_is_bit_for_bit(tmp_path):
     assert m["seed"] == 0 and m["config"]["steps"] == 2 and m["seconds"]["total"] > 0
     lk = m["curves"]["lookup"]                                   # look-up practice ran (one mean per logged point)
     assert len(lk) == len(m["curves"]["step"]) >= 1 and all(x is not None and x > 0 for x in lk)
+    rp = m["curves"]["replay"]                                   # and the worded reading questions beside every image step
+    assert len(rp) == len(lk) and all(x is not None and x > 0 for x in rp)
+    assert m["curves"]["text"]["step"] == [2] and m["curves"]["text"]["loss"][0] > 0   # stage 0 ran before the others
     assert m["tokenizer"]["max_tokens_per_class_name_word"] <= 3
 
 
@@ -85,6 +90,70 @@ def test_bad_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="vision_steps"): build_pretrained_base(tmp_path, config=PretrainConfig(probe_weight=0))
     with pytest.raises(ValueError, match="reading_mix"): build_pretrained_base(tmp_path, config=PretrainConfig(reading_mix={"pair": 1}))
     with pytest.raises(ValueError, match="lookup_batch_size"): build_pretrained_base(tmp_path, config=PretrainConfig(lookup_batch_size=-1))
+    with pytest.raises(ValueError, match="text_steps"): build_pretrained_base(tmp_path, config=PretrainConfig(text_steps=-1))
+    with pytest.raises(ValueError, match="text_batch_size"): build_pretrained_base(tmp_path, config=PretrainConfig(text_batch_size=0))
+
+
+def test_stage_zero_changes_the_language_model_only(tmp_path):
+    "Text steps move the language model (other bytes than without them) and leave the vision tower as initialised."
+    from safetensors.torch import load_file
+    cfg = dict(size="test", steps=0, vision_steps=0, probe_weight=0.0, eval_every=0, eval_n=0, synthmed_n=0)
+    a = build_pretrained_base(tmp_path / "a", config=PretrainConfig(**cfg), log=None)
+    b = build_pretrained_base(tmp_path / "b", config=PretrainConfig(**cfg, text_steps=2, text_batch_size=4, text_eval_every=0), log=None)
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    moved = {k for k in wa if not torch.equal(wa[k], wb[k])}
+    assert moved and not any("visual" in k for k in moved), sorted(moved)[:5]
+    assert any("embed_tokens" in k or "layers.0." in k for k in moved)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_text_reading_questions_have_one_matching_line(seed):
+    rng = np.random.default_rng(seed)
+    for k in (2, 3, 4):
+        e = text_reading_example(rng, k)
+        lines = [l[2:] for l in e["question"].split("\n") if l.startswith("- ")]
+        image = e["question"].split("\n")[0][len("Image: "):-1]
+        match = [l for l in lines if l.split(f" {ARROW} ")[0] == image]
+        assert len(lines) == len(set(lines)) == k and len(match) == 1 and len(set(e["names"])) == k
+        assert match[0].endswith(f" {ARROW} {e['answer']}")
+        assert parse_completion(e["completion"]).answer.strip() == e["answer"]
+        assert parse_completion(e["completion"]).think.strip() == match[0]        # the think restates the matching line
+    assert [text_reading_k(s, 20, rng) for s in (0, 2, 3, 5)] == [2, 2, 3, 3] and {text_reading_k(19, 20, rng) for _ in range(50)} == {2, 3, 4}
+
+
+def test_worded_reading_questions_describe_their_answer():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        e = worded_reading_qa(rng)
+        words = e["question"].split("\n")[0][len("Image: "):-1]
+        truth = e["answer"] if e["answer"] in e["names"] else e["names"][ord(e["answer"]) - 65]
+        assert f"- {words} {ARROW} {truth}" in e["question"].split("\n")
+        assert sum(compact_definition(a) == words for a in e["attrs"]) == 1
+        assert e["completion"] == target_text(e)
+
+
+def test_eval_text_reading_scores_what_the_model_writes():
+    "A model that writes the right completion scores 1, a wrong listed name 0 but valid, an unlisted word 0 and invalid."
+    _, proc = load_pretrained_base()
+    tok, rng = proc.tokenizer, np.random.default_rng(999)
+    ex = [text_reading_example(rng, 4, name_pieces(tok)) for _ in range(8)]
+
+    class Fake:
+        def __init__(self, pick): self.pick = pick
+        def generate(self, input_ids, **kw):
+            outs = []
+            for e in ex[self.i:self.i + len(input_ids)]:
+                outs.append(tok(tagged_completion("x", self.pick(e)), add_special_tokens=False)["input_ids"])
+            self.i += len(input_ids)
+            L = max(map(len, outs))
+            return torch.cat([input_ids, torch.tensor([o + [tok.pad_token_id] * (L - len(o)) for o in outs])], 1)
+    from vrft_aug.core import tagged_completion
+    for pick, want in ((lambda e: e["answer"], 1.0), (lambda e: "zzqx", 0.0)):
+        m = Fake(pick); m.i = 0
+        r = eval_text_reading(m, proc, n=8, batch_size=3)
+        assert r == dict(accuracy=want, valid=want), r
+    m = Fake(lambda e: next(n for n in e["names"] if n != e["answer"])); m.i = 0
+    assert eval_text_reading(m, proc, n=8, batch_size=3) == dict(accuracy=0.0, valid=1.0)
 
 
 def test_lookup_practice_is_learnable_and_labelled():

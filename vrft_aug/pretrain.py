@@ -28,9 +28,10 @@ __all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KIND
            'SceneObject', 'Scene', 'draw_scene', 'inner_text', 'describe_object', 'scene_think', 'option_lines',
            'with_options', 'box_text', 'box_question', 'question_kinds', 'made_up_name', 'scene_qa', 'target_text',
            'compact_definition', 'definition', 'scene_attributes', 'fits', 'compact_line', 'reading_qa',
-           'lookup_practice', 'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word',
-           'messages', 'sft_batch', 'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig',
-           'sample_examples', 'train_vision', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions',
+           'lookup_practice', 'text_reading_example', 'worded_reading_qa', 'text_reading_k', 'eval_text_reading',
+           'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch',
+           'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig', 'sample_examples',
+           'train_vision', 'train_text_reading', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions',
            'eval_reading', 'eval_synthmed', 'build_pretrained_base', 'verify_base', 'tiny_base_path',
            'load_pretrained_base', 'description_demonstration', 'dataset_sampler']
 
@@ -498,6 +499,57 @@ def lookup_practice(rng, pieces=(), kinds=("single", "count", "composite"), imag
     question = f"{_HEADERS[2]}\n" + "\n".join(table) + f"\n\n{_LOOKUP_ASKS[int(rng.integers(len(_LOOKUP_ASKS)))]}\n" + "\n".join(asks)
     return dict(question=question, completion="\n".join(table[i][2:] for i in order), names=qa["names"], attrs=qa["attrs"])
 
+# %% ../nbs/07_pretrain.ipynb #b1f64a87
+def text_reading_example(rng, k: int, # names (and definitions) in the question
+                         pieces=(),    # vocabulary pieces that made-up names are glued from (see `name_pieces`)
+                         think_line: bool = True, # the think restates the matching line (False: the description only)
+                         sep: str = ARROW, names_fn=None, # separator; a name drawer `names_fn(rng)` (default `made_up_name`)
+                        ) -> dict:
+    "A text-only reading question: the image in words, k one-line definitions `- description → name`, in random order."
+    sizes, colours = tuple(SIZES), list(PALETTE)
+    names_fn = names_fn or (lambda r: made_up_name(r, pieces))
+    draw = lambda: (sizes[rng.integers(3)], colours[rng.integers(len(colours))], SHAPES[rng.integers(len(SHAPES))])
+    defs = [draw()]                                   # the first is the image's
+    while len(defs) < k:
+        if (a := draw()) not in defs: defs.append(a)
+    names = []
+    while len(names) < k:
+        if (n := names_fn(rng)) not in names: names.append(n)
+    say = lambda a: f"a {a[0]} {a[1]} {a[2]}"
+    lines = [f"- {say(defs[i])} {sep} {names[i]}" for i in rng.permutation(k)]
+    question = f"Image: {say(defs[0])}.\nClasses:\n" + "\n".join(lines) + "\nWhich class is it?"
+    think = f"{say(defs[0])} {sep} {names[0]}" if think_line else say(defs[0])
+    return dict(question=question, completion=tagged_completion(think, names[0]), answer=names[0], names=names)
+
+def worded_reading_qa(rng, pieces=(), kinds=("single", "count", "composite"), image_size: int = 56) -> dict:
+    "A compact `reading_qa` question on a fresh scene with the image given in words: the bridge from stage 0 to images."
+    while (qa := reading_qa(draw_scene(rng, str(rng.choice(kinds)), image_size), rng, pieces=pieces, long=False)) is None: pass
+    return dict(qa, question=f"Image: {qa['think'].split(f' {ARROW} ')[0]}.\n{qa['question']}", completion=target_text(qa))
+
+def text_reading_k(step: int, steps: int, rng) -> int:
+    "The probe's curriculum: 2 names for the first 15% of steps, 3 for the next 15%, then 2-4."
+    return 2 if step < 0.15 * steps else 3 if step < 0.3 * steps else int(rng.integers(2, 5))
+
+def eval_text_reading(model, processor, n: int = 64, seed: int = 999, k: int = 4, batch_size: int = 32) -> dict:
+    "Greedy accuracy on n fixed k-name text reading questions, and the share of answers that are a listed name (valid)."
+    rng, tok = np.random.default_rng(seed), processor.tokenizer
+    ex = [text_reading_example(rng, k, name_pieces(tok)) for _ in range(n)]
+    ok = valid = 0
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                chunk = ex[i:i + batch_size]
+                enc = tok([processor.apply_chat_template(messages(e["question"], image=False), add_generation_prompt=True, tokenize=False)
+                           for e in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+                out = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id,
+                                     eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+                for e, o in zip(chunk, out[:, enc["input_ids"].size(1):]):
+                    ans = _answer(tok.decode(o, skip_special_tokens=True))
+                    ok += ans == e["answer"]; valid += ans in e["names"]
+    finally: tok.padding_side = side
+    return dict(accuracy=round(ok / n, 4), valid=round(valid / n, 4))
+
 # %% ../nbs/07_pretrain.ipynb #c030
 def knowledge_class_names() -> list[str]:
     "Every class name in every knowledge file shipped with the package."
@@ -643,6 +695,11 @@ class PretrainConfig:
     vocab_size: int = 1536           # BPE vocabulary of the tokenizer
     vision_steps: int = 800          # stage 1: the vision tower, merger and probe alone, before any language-model step
     vision_batch_size: int = 64      # images per stage-1 step
+    text_steps: int = 0              # stage 0: text-only reading steps before anything else (0: none)
+    text_batch_size: int = 64        # text reading examples per stage-0 step
+    text_lr: float = 2e-3            # stage 0's peak learning rate (100 warm-up steps, then cosine to 5%)
+    text_eval_every: int = 250       # stage 0's greedy text-reading evaluation (64 fixed 4-name questions; 0: none)
+    text_replay_batch_size: int = 0  # stage 2: worded compact reading questions (`worded_reading_qa`) added to every step
     steps: int = 5000                # stage 2: language-model optimiser steps
     batch_size: int = 32             # examples per perception step
     reading_batch_size: int = 12     # examples per long reading step (short ones use batch_size)
@@ -700,6 +757,28 @@ def train_vision(model, processor, probe: PerceptionProbe, rng: np.random.Genera
             if log: log(f"vision {step + 1:5d}  probe {hist['probe'][-1]}")
     return hist
 
+# %% ../nbs/07_pretrain.ipynb #79542a61
+def train_text_reading(model, processor, rng: np.random.Generator, cfg: PretrainConfig, log=print) -> dict:
+    "Stage 0: the language model alone reads on text (`text_reading_example`); returns the loss and evaluation curves."
+    pieces = name_pieces(processor.tokenizer)
+    params = [p for n, p in model.named_parameters() if ".visual." not in f".{n}"]   # the vision tower has nothing to learn here
+    opt = torch.optim.AdamW(params, lr=cfg.text_lr, weight_decay=cfg.weight_decay)
+    hist, window = dict(step=[], loss=[], evals=[]), []
+    for step in range(cfg.text_steps):
+        for g in opt.param_groups: g["lr"] = cfg.text_lr * _lr_factor(step, cfg.text_steps, 100)
+        k = text_reading_k(step, cfg.text_steps, rng)
+        ex = [text_reading_example(rng, k, pieces) for _ in range(cfg.text_batch_size)]
+        loss = lm_loss(model, sft_batch(processor, None, [e["question"] for e in ex], [e["completion"] for e in ex]))
+        loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
+        window.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step == cfg.text_steps - 1:
+            hist["step"].append(step + 1); hist["loss"].append(round(float(np.mean(window)), 4)); window = []
+            if log: log(f"text {step + 1:5d}  loss {hist['loss'][-1]}")
+        if cfg.text_eval_every and ((step + 1) % cfg.text_eval_every == 0 or step == cfg.text_steps - 1):
+            model.eval(); hist["evals"].append(dict(step=step + 1, **eval_text_reading(model, processor))); model.train()
+            if log: log(f"text eval {hist['evals'][-1]}")
+    return hist
+
 # %% ../nbs/07_pretrain.ipynb #c041
 def name_pieces(tokenizer) -> list[str]:
     "Lower-case alphabetic vocabulary pieces (2+ letters) that made-up names are glued from."
@@ -714,10 +793,11 @@ def train_base(model, processor, rng: np.random.Generator, cfg: PretrainConfig,
     probe = PerceptionProbe(model) if cfg.probe_weight else None
     grid = cfg.model_image_size // (model.config.vision_config.patch_size * model.config.vision_config.spatial_merge_size)
     pieces = name_pieces(processor.tokenizer)
-    hist = dict(step=[], perception=[], reading=[], probe=[], lookup=[], evals=[])
-    window = dict(perception=[], reading=[], probe=[], lookup=[])
+    hist = dict(step=[], perception=[], reading=[], probe=[], lookup=[], replay=[], evals=[])
+    window = dict(perception=[], reading=[], probe=[], lookup=[], replay=[])
     model.train()
     try:
+        if cfg.text_steps: hist["text"] = train_text_reading(model, processor, rng, cfg, log)
         if cfg.vision_steps: hist["vision"] = train_vision(model, processor, probe, rng, cfg, grid, log)
         params = list(model.parameters()) + (list(probe.parameters()) if probe else [])
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -733,15 +813,20 @@ def train_base(model, processor, rng: np.random.Generator, cfg: PretrainConfig,
             if cfg.lookup_batch_size:
                 lx = [lookup_practice(rng, pieces, tuple(cfg.reading_mix), cfg.image_size) for _ in range(cfg.lookup_batch_size)]
                 lk = lm_loss(model, sft_batch(processor, None, [e["question"] for e in lx], [e["completion"] for e in lx]))
-            (lm + cfg.probe_weight * pl + lk).backward()
+            tr = torch.zeros(())
+            if cfg.text_replay_batch_size:
+                wx = [worded_reading_qa(rng, pieces, tuple(cfg.reading_mix), cfg.image_size) for _ in range(cfg.text_replay_batch_size)]
+                tr = lm_loss(model, sft_batch(processor, None, [e["question"] for e in wx], [e["completion"] for e in wx]))
+            (lm + cfg.probe_weight * pl + lk + tr).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
             window["reading" if reading else "perception"].append(lm.item()); window["probe"].append(pl.item())
             if cfg.lookup_batch_size: window["lookup"].append(lk.item())
+            if cfg.text_replay_batch_size: window["replay"].append(tr.item())
             if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
                 hist["step"].append(step + 1)
                 for k in window: hist[k].append(round(float(np.mean(window[k])), 4) if window[k] else None); window[k] = []
                 if log: log(f"step {step + 1:5d}  perception {hist['perception'][-1]}  reading {hist['reading'][-1]}  "
-                            f"probe {hist['probe'][-1]}  lookup {hist['lookup'][-1]}")
+                            f"probe {hist['probe'][-1]}  lookup {hist['lookup'][-1]}  replay {hist['replay'][-1]}")
             if evaluate_fn and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
                 model.eval(); hist["evals"].append(dict(step=step + 1, **evaluate_fn(step + 1))); model.train()
                 if log: log(f"eval  {hist['evals'][-1]}")
@@ -884,9 +969,9 @@ def _new_model(cfg: PretrainConfig, seed: int, tmp: Path):
 
 def _check_config(cfg: PretrainConfig) -> None:
     if cfg.size not in TINY_SIZES: raise ValueError(f"PretrainConfig.size={cfg.size!r}: expected one of {sorted(TINY_SIZES)}")
-    for k in ("steps", "vision_steps", "eval_n", "synthmed_n", "eval_every", "lookup_batch_size"):
+    for k in ("steps", "vision_steps", "text_steps", "text_eval_every", "text_replay_batch_size", "eval_n", "synthmed_n", "eval_every", "lookup_batch_size"):
         if getattr(cfg, k) < 0: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected >= 0")
-    for k in ("batch_size", "vision_batch_size", "reading_batch_size", "log_every", "threads"):
+    for k in ("batch_size", "vision_batch_size", "text_batch_size", "reading_batch_size", "log_every", "threads"):
         if getattr(cfg, k) < 1: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected >= 1")
     for k in ("reading_share", "long_reading_share"):
         if not 0 <= getattr(cfg, k) <= 1: raise ValueError(f"PretrainConfig.{k}={getattr(cfg, k)}: expected 0..1")
