@@ -193,7 +193,7 @@ def test_every_mutant_still_applies():
 def test_reading_probe_examples():
     "Exactly one definition line matches the image's description, and the target answers with the name after it."
     import numpy as np
-    from reading_probe import describe, make_example
+    from reading_probe import make_example
     rng = np.random.default_rng(0)
     names = iter(f"nm{i}" for i in range(10_000))
     for k in (2, 3, 4):
