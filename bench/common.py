@@ -48,6 +48,19 @@ def result_path(name: str, smoke: bool = False, out=None) -> Path:
     if out is not None: return Path(out)
     return SMOKE_RESULTS / f"{name}_quick.json" if smoke else RESULTS / f"{name}.json"
 
+def curve_point(res: dict, out, step: int, window: list, t0: float, **scores) -> dict:
+    "Append one learning-curve point to `res['curve']` (mean loss since the last point, `scores`, seconds), print it, save `res`."
+    import numpy as np
+    res["curve"].append(dict(step=step, loss=round(float(np.mean(window)), 4), **scores, seconds=round(time.perf_counter() - t0, 1)))
+    print(res["curve"][-1], flush=True); write_json(res, out)
+    return res["curve"][-1]
+
+def finish(res: dict, out, t0: float) -> dict:
+    "Stamp the machine at the end and the total seconds, save, and return `res` with its path under `out`."
+    res["machine_end"], res["seconds"] = machine(), round(time.perf_counter() - t0, 1)
+    write_json(res, out); res["out"] = str(out)
+    return res
+
 def median(xs) -> float:
     xs = [x for x in xs if x is not None]
     return float(statistics.median(xs)) if xs else float("nan")

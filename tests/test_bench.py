@@ -211,6 +211,33 @@ def test_reading_probe_quick(tmp_path):
     for p in res["curve"]:
         _positive(p["loss"]); assert 0 <= p["accuracy"] <= p["valid"] <= 1, p    # a right answer is a listed name
 
+def test_reading_probe_own_think_restate_quick(tmp_path):
+    "No `Image:` line, the think's description given and the definitions restated: the probe trains and scores that form."
+    res = _run("reading_probe.py", tmp_path, "--quick", "--think-line", "--own-think", "--restate")
+    assert res["settings"]["own_think"] and res["settings"]["restate"]
+    for p in res["curve"]:
+        _positive(p["loss"]); assert 0 <= p["accuracy"] <= p["valid"] <= 1, p
+
+def test_own_think_and_restate_examples():
+    import numpy as np
+    from reading_probe import make_example, own_think, restate
+    rng = np.random.default_rng(1)
+    q, c, name = make_example(rng, 3, lambda r: f"nm{r.integers(10**6)}", True, "→")
+    q2, given, rest = own_think(q, restate(q, c, "→"), "→")
+    assert q2 == q.split("\n", 1)[1] and given == "<think> " + q.split("\n")[0][len("Image: "):-1]
+    lines = [l[2:] for l in q.split("\n") if l.startswith("- ")]
+    assert rest == "; " + "; ".join(lines) + f"; {given[len('<think> '):]} → {name} </think><answer> {name} </answer>"
+
+def test_reading_finetune_quick(tmp_path):
+    "Continuing the committed base on reading: a score before the first step and after, each split into its parts."
+    res = _run("reading_finetune.py", tmp_path, "--quick", "--worded", "2", "--own-think", "--restate")
+    _machine(res)
+    assert [p["step"] for p in res["curve"]] == [0, 2, 4]
+    for p in res["curve"]:
+        assert all(0 <= p[k] <= 1 for k in ("reading", "think_describes_image", "think_listed")), p
+        assert p["copy_given_listed"] is None or 0 <= p["copy_given_listed"] <= 1, p
+    assert all(p["loss"] > 0 for p in res["curve"][1:])
+
 def test_vision_probe_quick(tmp_path):
     res = _run("vision_probe.py", tmp_path, "--quick")
     _machine(res)

@@ -237,3 +237,76 @@ def test_object_pooling_reads_each_object_from_its_own_tokens():
             assert w[row, t] > 0                                                  # the token under its centre counts
             assert SHAPES[shapes[row]] == o.shape and OBJECT_SIZES[sizes[row]] == o.size
             row += 1
+
+
+def test_eval_reading_separates_perception_from_the_look_up(monkeypatch):
+    "A think that describes the image and names its line reads; one that names a distractor's line is a look-up, not a read."
+    import vrft_aug.pretrain as P
+    from vrft_aug.core import tagged_completion
+    truth = lambda q: q["answer"] if q["answer"] in q["names"] else q["names"][ord(q["answer"]) - 65]
+    def fake(write):
+        return lambda model, processor, batch, *a, **k: [write(q) for _, q in batch]
+    def line(q, i): return tagged_completion(f"{compact_definition(q['attrs'][i])} {ARROW} {q['names'][i]}", q["names"][i])
+    right = lambda q: line(q, q["names"].index(truth(q)))
+    other = lambda q: next(i for i, n in enumerate(q["names"]) if n != truth(q))
+    cases = {   # writer -> (reading, think_describes_image, think_listed, copy_given_listed)
+        "reads": (right, (1.0, 1.0, 1.0, 1.0)),
+        "sees, then invents a name": (lambda q: tagged_completion(f"{compact_definition(q['attrs'][q['names'].index(truth(q))])} {ARROW} zzqx", "zzqx"), (0.0, 1.0, 1.0, 0.0)),
+        "sees a distractor and looks it up": (lambda q: line(q, other(q)), (0.0, 0.0, 1.0, 1.0)),
+        "sees, then names a distractor": (lambda q: tagged_completion(f"{compact_definition(q['attrs'][q['names'].index(truth(q))])} {ARROW} {q['names'][other(q)]}", q["names"][other(q)]), (0.0, 1.0, 1.0, 0.0)),
+        "describes nothing listed": (lambda q: tagged_completion("a huge thing", truth(q)), (1.0, 0.0, 0.0, None)),
+    }
+    for what, (write, want) in cases.items():
+        monkeypatch.setattr(P, "_run", fake(write))
+        for long in (False, True):
+            r = P.eval_reading(None, None, n=9, long=long)
+            assert (r["reading"], r["think_describes_image"], r["think_listed"], r["copy_given_listed"]) == want, (what, long, r)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_restated_thinks_copy_every_line_then_the_matching_one(seed):
+    "Compact reading with `restate`: description; every prompt line in order; the matching line. Long layout: unchanged."
+    rng = np.random.default_rng(seed)
+    for _ in range(30):
+        s = draw_scene(rng, str(rng.choice(["single", "count", "composite"])))
+        qa = reading_qa(s, rng, n_classes=4, long=False, restate=True)
+        if qa is None: continue
+        lines = [l[2:] for l in qa["question"].split("\n") if l.startswith("- ") and f" {ARROW} " in l]
+        parts = qa["think"].split("; ")
+        desc = compact_definition(scene_attributes(s))
+        assert parts == [desc] + lines + [f"{desc} {ARROW} {qa['truth']}"] and parts[-1] in lines
+        long = reading_qa(s, np.random.default_rng(seed), n_classes=4, long=True, restate=True)
+        assert "; " not in long["think"]
+    e = text_reading_example(rng, 3, restate=True, image_line=False)
+    lines = [l[2:] for l in e["question"].split("\n") if l.startswith("- ")]
+    think = parse_completion(e["completion"]).think.strip()
+    assert not e["question"].startswith("Image:") and e["completion"].startswith(e["given"] + "; ")
+    assert think.split("; ")[1:-1] == lines and think.split("; ")[-1] in lines
+
+
+def test_sft_batch_does_not_train_the_given_start():
+    _, proc = load_pretrained_base()
+    rng, tok = np.random.default_rng(1), proc.tokenizer
+    ex = [text_reading_example(rng, 3, image_line=False), worded_reading_qa(rng, image_line=False, restate=True),
+          text_reading_example(rng, 2)]                         # the last has nothing given
+    b = sft_batch(proc, None, [e["question"] for e in ex], [e["completion"] for e in ex], given=[e["given"] for e in ex])
+    for e, lab in zip(ex, b["labels"]):
+        assert tok.decode(lab[lab != -100]) == e["completion"][len(e["given"]):] + "<|im_end|>"
+    with pytest.raises(ValueError, match=r"given\[0\]"):
+        sft_batch(proc, None, [ex[0]["question"]], [ex[0]["completion"]], given=["<think> something else"])
+
+
+def test_restate_without_image_line_builds_and_changes_training(tmp_path):
+    "The two options reach stage 0 (trained and evaluated with the given start), the replay and the reading steps."
+    from safetensors.torch import load_file
+    cfg = dict(size="test", steps=2, vision_steps=0, probe_weight=0.0, reading_share=1.0, long_reading_share=0.0,
+               batch_size=2, text_steps=2, text_batch_size=4, text_eval_every=2, text_replay_batch_size=2,
+               eval_every=0, eval_n=0, synthmed_n=0)
+    a = build_pretrained_base(tmp_path / "a", config=PretrainConfig(**cfg), log=None)
+    b = build_pretrained_base(tmp_path / "b", config=PretrainConfig(**cfg, restate=True, text_image_line=False), log=None)
+    m = json.loads((b / "manifest.json").read_text())
+    assert m["config"]["restate"] and not m["config"]["text_image_line"]
+    ev = m["curves"]["text"]["evals"]
+    assert len(ev) == 1 and 0 <= ev[0]["accuracy"] <= ev[0]["valid"] <= 1
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)

@@ -28,12 +28,12 @@ __all__ = ['PALETTE', 'SHAPES', 'SIZES', 'POSITIONS', 'INNER_KINDS', 'SCENE_KIND
            'SceneObject', 'Scene', 'draw_scene', 'inner_text', 'describe_object', 'scene_think', 'option_lines',
            'with_options', 'box_text', 'box_question', 'question_kinds', 'made_up_name', 'scene_qa', 'target_text',
            'compact_definition', 'definition', 'scene_attributes', 'fits', 'compact_line', 'reading_qa',
-           'lookup_practice', 'text_reading_example', 'worded_reading_qa', 'text_reading_k', 'eval_text_reading',
-           'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word', 'messages', 'sft_batch',
-           'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig', 'sample_examples',
-           'train_vision', 'train_text_reading', 'name_pieces', 'train_base', 'eval_perception', 'rotate_definitions',
-           'eval_reading', 'eval_synthmed', 'build_pretrained_base', 'verify_base', 'tiny_base_path',
-           'load_pretrained_base', 'description_demonstration', 'dataset_sampler']
+           'restated_think', 'lookup_practice', 'text_reading_example', 'worded_reading_qa', 'text_reading_k',
+           'eval_text_reading', 'knowledge_class_names', 'name_words', 'pretrain_corpus', 'max_tokens_per_word',
+           'messages', 'sft_batch', 'lm_loss', 'token_targets', 'object_pooling', 'PerceptionProbe', 'PretrainConfig',
+           'sample_examples', 'train_vision', 'train_text_reading', 'name_pieces', 'train_base', 'eval_perception',
+           'rotate_definitions', 'eval_reading', 'eval_synthmed', 'build_pretrained_base', 'verify_base',
+           'tiny_base_path', 'load_pretrained_base', 'description_demonstration', 'dataset_sampler']
 
 # %% ../nbs/07_pretrain.ipynb #c006
 PALETTE = {
@@ -455,6 +455,7 @@ _QUESTIONS = ("Which of the following classes does this image show?", "Which of 
 
 def reading_qa(scene: Scene, rng: np.random.Generator, n_classes: int | None = None, pieces=(),
                long: bool = True,         # knowledge-prompt layout and varied wording; False: one line per name in the think's words
+               restate: bool = False,     # compact layout: the think copies every line before the matching one (`restated_think`)
               ) -> dict | None:
     "Define fresh names by attributes; the answer is the name whose definition the image fits (None: scene unsuitable)."
     true = scene_attributes(scene)
@@ -480,8 +481,17 @@ def reading_qa(scene: Scene, rng: np.random.Generator, n_classes: int | None = N
         lines = "\n".join(f"- {n}: {definition(rng, a)}" for n, a in zip(names, attrs))
     else: header, lines = _HEADERS[2], "\n".join(compact_line(n, a) for n, a in zip(names, attrs))
     q = f"{_QUESTIONS[int(rng.integers(len(_QUESTIONS)))]}\n{option_lines(names, style)}\n\n{header}\n{lines}\n\n{_answer_rule(style)} {PROTOCOL_HINT}"
-    return dict(question=q, think=f"{compact_definition(true)} {ARROW} {ans}", kind="reading", names=names, attrs=attrs,
+    think = f"{compact_definition(true)} {ARROW} {ans}"
+    if restate and not long: think = restated_think(compact_definition(true), lines.split("\n"), ans)
+    return dict(question=q, think=think, kind="reading", names=names, attrs=attrs, truth=ans,
                 answer=chr(65 + names.index(ans)) if style == "letter" else ans, options=names, layout="long" if long else "compact")
+
+
+def restated_think(desc: str, lines: list[str], name: str, sep: str = ARROW) -> str:
+    """The think of `restate`: what the model sees, every definition line copied in prompt order, then the matching line.
+    'a large red blob; a small blue square → pix; a large red blob → dakol; a large red blob → dakol'. Each copied line
+    stands *after* the description, so it can be compared with it where it is written, as the `Image:` line allows on text."""
+    return f"{desc}; " + "; ".join(l.removeprefix("- ") for l in lines) + f"; {desc} {sep} {name}"
 
 
 _WORDS = tuple(("apple river stone cloud lamp garden button candle marble pepper violin anchor rocket basket harbor "
@@ -504,8 +514,11 @@ def text_reading_example(rng, k: int, # names (and definitions) in the question
                          pieces=(),    # vocabulary pieces that made-up names are glued from (see `name_pieces`)
                          think_line: bool = True, # the think restates the matching line (False: the description only)
                          sep: str = ARROW, names_fn=None, # separator; a name drawer `names_fn(rng)` (default `made_up_name`)
+                         restate: bool = False,    # the think copies every definition line before the matching one (`restated_think`)
+                         image_line: bool = True,  # False: no `Image:` line; the think's description is `given` instead
                         ) -> dict:
-    "A text-only reading question: the image in words, k one-line definitions `- description → name`, in random order."
+    """A text-only reading question: the image in words, k one-line definitions `- description → name`, in random order.
+    `given` is the start of the completion that the model is handed rather than trained on (empty with `image_line`)."""
     sizes, colours = tuple(SIZES), list(PALETTE)
     names_fn = names_fn or (lambda r: made_up_name(r, pieces))
     draw = lambda: (sizes[rng.integers(3)], colours[rng.integers(len(colours))], SHAPES[rng.integers(len(SHAPES))])
@@ -517,23 +530,31 @@ def text_reading_example(rng, k: int, # names (and definitions) in the question
         if (n := names_fn(rng)) not in names: names.append(n)
     say = lambda a: f"a {a[0]} {a[1]} {a[2]}"
     lines = [f"- {say(defs[i])} {sep} {names[i]}" for i in rng.permutation(k)]
-    question = f"Image: {say(defs[0])}.\nClasses:\n" + "\n".join(lines) + "\nWhich class is it?"
+    question = (f"Image: {say(defs[0])}.\n" if image_line else "") + "Classes:\n" + "\n".join(lines) + "\nWhich class is it?"
     think = f"{say(defs[0])} {sep} {names[0]}" if think_line else say(defs[0])
-    return dict(question=question, completion=tagged_completion(think, names[0]), answer=names[0], names=names)
+    if restate: think = restated_think(say(defs[0]), lines, names[0], sep)
+    return dict(question=question, completion=tagged_completion(think, names[0]), answer=names[0], names=names,
+                given="" if image_line else f"<think> {say(defs[0])}")
 
-def worded_reading_qa(rng, pieces=(), kinds=("single", "count", "composite"), image_size: int = 56) -> dict:
-    "A compact `reading_qa` question on a fresh scene with the image given in words: the bridge from stage 0 to images."
-    while (qa := reading_qa(draw_scene(rng, str(rng.choice(kinds)), image_size), rng, pieces=pieces, long=False)) is None: pass
-    return dict(qa, question=f"Image: {qa['think'].split(f' {ARROW} ')[0]}.\n{qa['question']}", completion=target_text(qa))
+def worded_reading_qa(rng, pieces=(), kinds=("single", "count", "composite"), image_size: int = 56,
+                      restate: bool = False, image_line: bool = True) -> dict:
+    """A compact `reading_qa` question on a fresh scene with the image given in words: the bridge from stage 0 to images.
+    Without `image_line` the words are not in the question: the think's description is `given` (see `text_reading_example`)."""
+    while (qa := reading_qa(draw_scene(rng, str(rng.choice(kinds)), image_size), rng, pieces=pieces, long=False,
+                            restate=restate)) is None: pass
+    desc = compact_definition(qa["attrs"][qa["names"].index(qa["truth"])])
+    return dict(qa, question=(f"Image: {desc}.\n" if image_line else "") + qa["question"], completion=target_text(qa),
+                given="" if image_line else f"<think> {desc}")
 
 def text_reading_k(step: int, steps: int, rng) -> int:
     "The probe's curriculum: 2 names for the first 15% of steps, 3 for the next 15%, then 2-4."
     return 2 if step < 0.15 * steps else 3 if step < 0.3 * steps else int(rng.integers(2, 5))
 
-def eval_text_reading(model, processor, n: int = 64, seed: int = 999, k: int = 4, batch_size: int = 32) -> dict:
+def eval_text_reading(model, processor, n: int = 64, seed: int = 999, k: int = 4, batch_size: int = 32,
+                      restate: bool = False, image_line: bool = True) -> dict:
     "Greedy accuracy on n fixed k-name text reading questions, and the share of answers that are a listed name (valid)."
     rng, tok = np.random.default_rng(seed), processor.tokenizer
-    ex = [text_reading_example(rng, k, name_pieces(tok)) for _ in range(n)]
+    ex = [text_reading_example(rng, k, name_pieces(tok), restate=restate, image_line=image_line) for _ in range(n)]
     ok = valid = 0
     side, tok.padding_side = tok.padding_side, "left"
     try:
@@ -541,11 +562,11 @@ def eval_text_reading(model, processor, n: int = 64, seed: int = 999, k: int = 4
             for i in range(0, n, batch_size):
                 chunk = ex[i:i + batch_size]
                 enc = tok([processor.apply_chat_template(messages(e["question"], image=False), add_generation_prompt=True, tokenize=False)
-                           for e in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-                out = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id,
-                                     eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+                           + e["given"] for e in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+                out = model.generate(**enc, max_new_tokens=40 + (24 * k if restate else 0), do_sample=False,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
                 for e, o in zip(chunk, out[:, enc["input_ids"].size(1):]):
-                    ans = _answer(tok.decode(o, skip_special_tokens=True))
+                    ans = _answer(e["given"] + tok.decode(o, skip_special_tokens=True))
                     ok += ans == e["answer"]; valid += ans in e["names"]
     finally: tok.padding_side = side
     return dict(accuracy=round(ok / n, 4), valid=round(valid / n, 4))
@@ -593,8 +614,9 @@ def sft_batch(processor,      # the model's processor
               images,         # PIL images, one per example (None: text-only examples)
               prompts,        # user turns: question strings, or chat messages without the assistant turn
               completions,    # target completions (strings)
+              given=None,     # per example, a start of its completion handed to the model, not trained on ('' or None: none)
              ) -> dict:
-    "Tokenised batch with `labels` only on the completion (and its `<|im_end|>`)."
+    "Tokenised batch with `labels` only on the completion (and its `<|im_end|>`), less any `given` start."
     tok = processor.tokenizer
     if not ((len(images) if images is not None else len(prompts)) == len(prompts) == len(completions)):
         raise ValueError(f"sft_batch: {len(images) if images is not None else len(prompts)} images, {len(prompts)} prompts, {len(completions)} completions; expected equal")
@@ -611,7 +633,11 @@ def sft_batch(processor,      # the model's processor
     for i in range(ids.shape[0]):
         s = int((ids[i] == start_id).nonzero().flatten()[-1]) + head
         e = s + int((ids[i, s:] == end_id).nonzero().flatten()[0]) + 1
-        labels[i, s:e] = ids[i, s:e]
+        g = tok(given[i], add_special_tokens=False)["input_ids"] if given and given[i] else []
+        if g and (not completions[i].startswith(given[i]) or ids[i, s:s + len(g)].tolist() != g):
+            raise ValueError(f"sft_batch: given[{i}]={given[i]!r} is not how completion {i} starts ({completions[i][:60]!r}...) "
+                             "or does not tokenise as its start; expected a prefix that ends at a word boundary")
+        labels[i, s + len(g):e] = ids[i, s + len(g):e]
     enc["labels"] = labels
     return enc
 
@@ -700,6 +726,8 @@ class PretrainConfig:
     text_lr: float = 2e-3            # stage 0's peak learning rate (100 warm-up steps, then cosine to 5%)
     text_eval_every: int = 250       # stage 0's greedy text-reading evaluation (64 fixed 4-name questions; 0: none)
     text_replay_batch_size: int = 0  # stage 2: worded compact reading questions (`worded_reading_qa`) added to every step
+    restate: bool = False            # compact reading thinks copy every definition line before the matching one (`restated_think`)
+    text_image_line: bool = True     # text questions (stage 0, replay) state the image in words; False: its words are `given`
     steps: int = 5000                # stage 2: language-model optimiser steps
     batch_size: int = 32             # examples per perception step
     reading_batch_size: int = 12     # examples per long reading step (short ones use batch_size)
@@ -731,7 +759,7 @@ def sample_examples(rng, n: int, reading: bool, cfg: PretrainConfig, pieces=(), 
     out = []
     while len(out) < n:
         s = draw_scene(rng, _pick(rng, cfg.reading_mix if reading else cfg.mix), cfg.image_size)
-        if reading: qa = reading_qa(s, rng, pieces=pieces, long=long)
+        if reading: qa = reading_qa(s, rng, pieces=pieces, long=long, restate=cfg.restate)
         else: qa = scene_qa(s, rng, model_side=cfg.model_image_size, pieces=pieces) if question_kinds(s) else None
         if qa is not None: out.append((s, qa["question"], target_text(qa)))
     return out
@@ -767,15 +795,19 @@ def train_text_reading(model, processor, rng: np.random.Generator, cfg: Pretrain
     for step in range(cfg.text_steps):
         for g in opt.param_groups: g["lr"] = cfg.text_lr * _lr_factor(step, cfg.text_steps, 100)
         k = text_reading_k(step, cfg.text_steps, rng)
-        ex = [text_reading_example(rng, k, pieces) for _ in range(cfg.text_batch_size)]
-        loss = lm_loss(model, sft_batch(processor, None, [e["question"] for e in ex], [e["completion"] for e in ex]))
+        ex = [text_reading_example(rng, k, pieces, restate=cfg.restate, image_line=cfg.text_image_line) for _ in range(cfg.text_batch_size)]
+        loss = lm_loss(model, sft_batch(processor, None, *zip(*((e["question"], e["completion"]) for e in ex)),
+                                        given=[e["given"] for e in ex]))
         loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
         window.append(loss.item())
         if (step + 1) % cfg.log_every == 0 or step == cfg.text_steps - 1:
             hist["step"].append(step + 1); hist["loss"].append(round(float(np.mean(window)), 4)); window = []
             if log: log(f"text {step + 1:5d}  loss {hist['loss'][-1]}")
         if cfg.text_eval_every and ((step + 1) % cfg.text_eval_every == 0 or step == cfg.text_steps - 1):
-            model.eval(); hist["evals"].append(dict(step=step + 1, **eval_text_reading(model, processor))); model.train()
+            model.eval()
+            hist["evals"].append(dict(step=step + 1, **eval_text_reading(model, processor, restate=cfg.restate,
+                                                                         image_line=cfg.text_image_line)))
+            model.train()
             if log: log(f"text eval {hist['evals'][-1]}")
     return hist
 
@@ -815,8 +847,10 @@ def train_base(model, processor, rng: np.random.Generator, cfg: PretrainConfig,
                 lk = lm_loss(model, sft_batch(processor, None, [e["question"] for e in lx], [e["completion"] for e in lx]))
             tr = torch.zeros(())
             if cfg.text_replay_batch_size:
-                wx = [worded_reading_qa(rng, pieces, tuple(cfg.reading_mix), cfg.image_size) for _ in range(cfg.text_replay_batch_size)]
-                tr = lm_loss(model, sft_batch(processor, None, [e["question"] for e in wx], [e["completion"] for e in wx]))
+                wx = [worded_reading_qa(rng, pieces, tuple(cfg.reading_mix), cfg.image_size, cfg.restate, cfg.text_image_line)
+                      for _ in range(cfg.text_replay_batch_size)]
+                tr = lm_loss(model, sft_batch(processor, None, [e["question"] for e in wx], [e["completion"] for e in wx],
+                                              given=[e["given"] for e in wx]))
             (lm + cfg.probe_weight * pl + lk + tr).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
             window["reading" if reading else "perception"].append(lm.item()); window["probe"].append(pl.item())
@@ -910,7 +944,10 @@ def rotate_definitions(qa: dict) -> dict:
 def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: int = 56, n_classes: int = 4,
                  long: bool = False,   # knowledge-prompt layout (`- name: definition`, varied wording); False: `- description → name`
                 ) -> dict:
-    "Accuracy on reading questions, and on the same questions with rotated definitions (accuracy and share following them)."
+    """Accuracy on reading questions, and on the same questions with rotated definitions (accuracy and share following them).
+    Where reading fails (unrotated questions): `think_describes_image`, the share of thinks whose description is the image's
+    own definition (perception); `think_listed`, the share whose description is one of the listed definitions; and
+    `copy_given_listed`, of those, the share that answers with that definition's name (the look-up)."""
     rng, ex = np.random.default_rng(seed), []
     while len(ex) < n:
         s = draw_scene(rng, ("single", "composite", "count")[len(ex) % 3], image_size)
@@ -919,16 +956,24 @@ def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: i
     res = {}
     for rotated in (False, True):
         batch = [(s, rotate_definitions(q)) for s, q in ex] if rotated else ex
-        right, follow = [], []
-        for (s, q), o in zip(batch, _run(model, processor, batch)):
+        right, follow, seen, listed, copied = [], [], [], [], []
+        for (s, q), o in zip(batch, _run(model, processor, batch, 48 + 24 * n_classes)):   # room for a restated think
             picked = _chosen(_answer(o), q["names"])
             truth = q["answer"] if q["answer"] in q["names"] else q["names"][ord(q["answer"]) - 65]
             right.append(picked == truth)
+            desc = (parse_completion(o).think or "").split(f" {ARROW} ")[0].split("; ")[0].strip()   # the think's description
+            defs = {compact_definition(a): n for n, a in zip(q["names"], q["attrs"])}
+            seen.append(desc == compact_definition(q["attrs"][q["names"].index(truth)]))
+            listed.append(desc in defs)
+            if desc in defs: copied.append(picked == defs[desc])
             if rotated: follow.append(picked == q["follow"])
         res["rotated" if rotated else "reading"] = round(float(np.mean(right)), 4)
         if rotated: res["rotated_follows"] = round(float(np.mean(follow)), 4)
-        else: res["reading_by_scene"] = {k: round(float(np.mean([r for (s, _), r in zip(ex, right) if s.kind == k])), 4)
-                                         for k in ("single", "composite", "count")}
+        else:
+            res["reading_by_scene"] = {k: round(float(np.mean([r for (s, _), r in zip(ex, right) if s.kind == k])), 4)
+                                       for k in ("single", "composite", "count")}
+            res.update(think_describes_image=round(float(np.mean(seen)), 4), think_listed=round(float(np.mean(listed)), 4),
+                       copy_given_listed=round(float(np.mean(copied)), 4) if copied else None)
     res["chance"] = 1 / n_classes
     return res
 
