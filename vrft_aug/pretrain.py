@@ -486,7 +486,7 @@ def reading_qa(scene: Scene, rng: np.random.Generator, n_classes: int | None = N
     return dict(question=q, think=think, kind="reading", names=names, attrs=attrs, truth=ans,
                 answer=chr(65 + names.index(ans)) if style == "letter" else ans, options=names, layout="long" if long else "compact")
 
-
+# %% ../nbs/07_pretrain.ipynb #2aaff1d1
 def restated_think(desc: str, lines: list[str], name: str, sep: str = ARROW) -> str:
     """The think of `restate`: what the model sees, every definition line copied in prompt order, then the matching line.
     'a large red blob; a small blue square → pix; a large red blob → dakol; a large red blob → dakol'. Each copied line
@@ -550,6 +550,7 @@ def text_reading_k(step: int, steps: int, rng) -> int:
     "The probe's curriculum: 2 names for the first 15% of steps, 3 for the next 15%, then 2-4."
     return 2 if step < 0.15 * steps else 3 if step < 0.3 * steps else int(rng.integers(2, 5))
 
+# %% ../nbs/07_pretrain.ipynb #5d6cf9dc
 def eval_text_reading(model, processor, n: int = 64, seed: int = 999, k: int = 4, batch_size: int = 32,
                       restate: bool = False, image_line: bool = True) -> dict:
     "Greedy accuracy on n fixed k-name text reading questions, and the share of answers that are a listed name (valid)."
@@ -938,8 +939,7 @@ def rotate_definitions(qa: dict) -> dict:
         line = lambda n, d: f"- {n}: {d}"
     if len(idx) != len(names): raise ValueError(f"rotate_definitions: found {len(idx)} definition lines for {len(names)} names")
     for j, i in enumerate(idx): lines[i] = line(names[j], defs[(j + 1) % len(defs)])   # lines stand in the order of `names`
-    truth = qa["answer"] if qa["answer"] in names else names[ord(qa["answer"]) - 65]
-    return dict(qa, question="\n".join(lines), follow=names[(names.index(truth) - 1) % len(names)])
+    return dict(qa, question="\n".join(lines), follow=names[(names.index(qa["truth"]) - 1) % len(names)])
 
 def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: int = 56, n_classes: int = 4,
                  long: bool = False,   # knowledge-prompt layout (`- name: definition`, varied wording); False: `- description → name`
@@ -959,7 +959,7 @@ def eval_reading(model, processor, n: int = 60, seed: int = 54321, image_size: i
         right, follow, seen, listed, copied = [], [], [], [], []
         for (s, q), o in zip(batch, _run(model, processor, batch, 48 + 24 * n_classes)):   # room for a restated think
             picked = _chosen(_answer(o), q["names"])
-            truth = q["answer"] if q["answer"] in q["names"] else q["names"][ord(q["answer"]) - 65]
+            truth = q["truth"]
             right.append(picked == truth)
             desc = (parse_completion(o).think or "").split(f" {ARROW} ")[0].split("; ")[0].strip()   # the think's description
             defs = {compact_definition(a): n for n, a in zip(q["names"], q["attrs"])}
