@@ -797,7 +797,7 @@ def train_text_reading(model, processor, rng: np.random.Generator, cfg: Pretrain
         for g in opt.param_groups: g["lr"] = cfg.text_lr * _lr_factor(step, cfg.text_steps, 100)
         k = text_reading_k(step, cfg.text_steps, rng)
         ex = [text_reading_example(rng, k, pieces, restate=cfg.restate, image_line=cfg.text_image_line) for _ in range(cfg.text_batch_size)]
-        loss = lm_loss(model, sft_batch(processor, None, *zip(*((e["question"], e["completion"]) for e in ex)),
+        loss = lm_loss(model, sft_batch(processor, None, [e["question"] for e in ex], [e["completion"] for e in ex],
                                         given=[e["given"] for e in ex]))
         loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); opt.zero_grad()
         window.append(loss.item())
